@@ -1,0 +1,78 @@
+"""Benchmark: the full rate table — every catalog rack × LLM × three workload shapes.
+
+Reports the median and spread over repeated runs (the machine is shared and noisy).
+Run: ``make bench`` or ``.venv/bin/python bench/rates.py [--repeats N] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from catalogs.loader import load_catalog
+from models.operating_points import operating_points
+from models.workload import PRECISIONS, Workload
+
+SHAPES = {
+    "chat": Workload(input_tokens=1_000, output_tokens=1_000, ttft_ms=2_000, tpot_ms=50),
+    "deep-research": Workload(
+        input_tokens=40_000, output_tokens=1_000, prefix_hit_rate=0.3, ttft_ms=20_000, tpot_ms=50
+    ),
+    "voice": Workload(input_tokens=500, output_tokens=200, ttft_ms=300, tpot_ms=5),
+}
+TARGET_S = 0.100
+
+
+def rate_table() -> int:
+    """Build every operating-point table once; return the number of points."""
+    catalog = load_catalog()
+    count = 0
+    for rack in catalog.racks.values():
+        efficiency = catalog.efficiency_for(rack)
+        for llm in catalog.llms.values():
+            for workload in SHAPES.values():
+                count += len(operating_points(rack, llm, PRECISIONS["fp8"], workload, efficiency))
+    return count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rate_table()  # warm-up: imports, catalog parse caches
+    timings = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        points = rate_table()
+        timings.append(time.perf_counter() - start)
+    catalog = load_catalog()
+    combos = len(catalog.racks) * len(catalog.llms) * len(SHAPES)
+    result = {
+        "combinations": combos,
+        "operating_points": points,
+        "median_s": statistics.median(timings),
+        "min_s": min(timings),
+        "max_s": max(timings),
+        "target_s": TARGET_S,
+        "median_over_target": statistics.median(timings) / TARGET_S,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(
+        f"rate table: {combos} rack x LLM x workload combinations, {points} operating points\n"
+        f"median {result['median_s'] * 1e3:.1f} ms (min {result['min_s'] * 1e3:.1f}, max "
+        f"{result['max_s'] * 1e3:.1f}) over {args.repeats} runs; target {TARGET_S * 1e3:.0f} ms "
+        f"-> {result['median_over_target']:.2f}x of target"
+    )
+
+
+if __name__ == "__main__":
+    main()

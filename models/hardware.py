@@ -1,0 +1,133 @@
+"""Hardware types: memory tiers, rack types, efficiency factors.
+
+Units are in field names. FLOP/s are *dense* (no structured sparsity); bandwidths
+are unidirectional per chip unless the name says otherwise.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from models.base import Confidence, Frozen, Phase
+
+ComputePrecision = Literal["fp4", "fp8", "bf16"]
+COMPUTE_PRECISIONS: tuple[ComputePrecision, ...] = ("fp4", "fp8", "bf16")
+
+
+class MemoryKind(StrEnum):
+    """Memory technology of a tier."""
+
+    HBM = "HBM"
+    GDDR = "GDDR"
+    SRAM = "SRAM"
+    LPDDR = "LPDDR"
+
+
+class MemoryTier(Frozen):
+    """One memory tier of a chip."""
+
+    kind: MemoryKind
+    capacity_gb_per_chip: float = Field(gt=0)
+    """Capacity per chip, GB (1e9 bytes)."""
+    bandwidth_tb_s_per_chip: float = Field(gt=0)
+    """Peak bandwidth per chip, TB/s (1e12 bytes/s)."""
+
+
+class EfficiencyFactors(Frozen):
+    """Achievable fractions of peak, per rack family (calibratable).
+
+    ``flops_fraction`` (η_F) scales dense FLOP/s, ``bandwidth_fraction`` (η_B)
+    scales memory bandwidth. Both are dimensionless in (0, 1].
+    """
+
+    flops_fraction: float = Field(gt=0, le=1)
+    bandwidth_fraction: float = Field(gt=0, le=1)
+    source: str = ""
+    confidence: Confidence = Confidence.assumption
+    notes: str = ""
+
+
+class RackType(Frozen):
+    """A purchasable rack: chips, memory tiers, interconnect, power and price.
+
+    The first memory tier is the *serving tier*: weights and KV cache live there and
+    every roofline byte is read from it. Further tiers (e.g. LPDDR on Grace/Vera)
+    are recorded but not used by the roofline.
+    """
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    name: str
+    family: str
+    """Efficiency family (hopper, blackwell, rubin, rubin-cpx, groq-lpu …)."""
+    vendor: str
+    status: str
+    chip_name: str
+    chips_per_rack: int = Field(gt=0)
+    fp4_dense_tflops_per_chip: float | None = Field(default=None, gt=0)
+    fp8_dense_tflops_per_chip: float | None = Field(default=None, gt=0)
+    bf16_dense_tflops_per_chip: float | None = Field(default=None, gt=0)
+    memory_tiers: tuple[MemoryTier, ...] = Field(min_length=1)
+    scaleup_domain_chips: int = Field(gt=0)
+    """Chips reachable over the scale-up fabric (NVLink, LPU C2C) without the network."""
+    scaleup_bw_gb_s_per_chip: float = Field(gt=0)
+    """Scale-up bandwidth per chip, GB/s, one direction."""
+    scaleup_latency_us: float = Field(ge=0)
+    """Latency of one collective (all-reduce) on the scale-up fabric, µs."""
+    scaleout_bw_gb_s_per_chip: float = Field(gt=0)
+    """Scale-out (network) bandwidth per chip, GB/s, one direction."""
+    power_kw_at_load: float = Field(gt=0)
+    """IT power of the whole rack at full load, kW (before PUE)."""
+    power_kw_idle: float = Field(ge=0)
+    """IT power of the whole rack when idle, kW."""
+    capex_usd: float = Field(gt=0)
+    """Purchase price of the whole rack, USD."""
+    roles: frozenset[Phase] = Field(min_length=1)
+    first_available: str
+    source: str = Field(min_length=1)
+    confidence: Confidence
+    power_confidence: Confidence
+    capex_confidence: Confidence
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> RackType:
+        if self.power_kw_idle > self.power_kw_at_load:
+            raise ValueError("power_kw_idle must not exceed power_kw_at_load")
+        if not any(self.dense_tflops_per_chip(p) for p in COMPUTE_PRECISIONS):
+            raise ValueError("at least one of fp4/fp8/bf16 dense TFLOP/s must be given")
+        return self
+
+    @property
+    def serving_memory(self) -> MemoryTier:
+        """The tier holding weights and KV cache (the first one)."""
+        return self.memory_tiers[0]
+
+    def dense_tflops_per_chip(self, precision: ComputePrecision) -> float | None:
+        """Peak dense TFLOP/s per chip at ``precision``, or None if not listed."""
+        return getattr(self, f"{precision}_dense_tflops_per_chip")
+
+    def effective_tflops_per_chip(self, precision: ComputePrecision) -> tuple[float, str]:
+        """Dense TFLOP/s per chip used for math at ``precision``, and the precision run.
+
+        A chip without a native path for ``precision`` runs it at the next wider
+        precision it has (fp4 → fp8 → bf16): narrow data is up-cast, never faster.
+        If only narrower paths exist (an fp8-only LPU asked for bf16), the narrowest
+        wider-or-equal path is missing, so the widest available path is used.
+        """
+        order = list(COMPUTE_PRECISIONS)
+        for candidate in order[order.index(precision) :]:
+            value = self.dense_tflops_per_chip(candidate)
+            if value:
+                return value, candidate
+        for candidate in reversed(order):
+            value = self.dense_tflops_per_chip(candidate)
+            if value:
+                return value, candidate
+        raise ValueError(f"rack {self.id} lists no dense FLOP/s")  # unreachable: validated
+
+    def can_serve(self, phase: Phase) -> bool:
+        """Whether the catalog lets this rack type serve ``phase``."""
+        return phase in self.roles

@@ -1,0 +1,423 @@
+"""The ``rackplan`` command line (typer + rich).
+
+Exit codes: 0 success, 1 internal error, 2 invalid input, 3 infeasible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from catalogs.errors import InputError, Problem
+from catalogs.loader import Catalog, load_catalog, load_measured
+from models.calibration import PointError, median_abs_error_pct
+from models.workload import Workload
+from planner.calibrate import calibrate, efficiency_csv, validate
+from planner.files import atomic_write_text
+from planner.rates import RateReport, rate_report
+
+EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
+
+app = typer.Typer(
+    help="rackplan: capacity planning for LLM inference fleets.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+catalog_app = typer.Typer(help="Browse the rack and LLM catalogs.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+
+_WIDTH = None if sys.stdout.isatty() else 200  # pipes and CI logs get wide, unwrapped tables
+out = Console(soft_wrap=True, width=_WIDTH)
+err = Console(stderr=True, soft_wrap=True, width=_WIDTH)
+
+RacksOption = Annotated[
+    Path | None, typer.Option("--racks", help="User racks CSV: adds or overrides rack types by id.")
+]
+LlmsOption = Annotated[
+    Path | None, typer.Option("--llms", help="User LLMs CSV: adds or overrides LLMs by id.")
+]
+EfficiencyOption = Annotated[
+    Path | None,
+    typer.Option("--efficiency", help="Efficiency factors CSV (e.g. from `rackplan calibrate`)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+class CatalogKind(StrEnum):
+    racks = "racks"
+    llms = "llms"
+
+
+class PrecisionChoice(StrEnum):
+    fp4 = "fp4"
+    fp8 = "fp8"
+    bf16 = "bf16"
+
+
+def _print_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _catalog(racks: Path | None, llms: Path | None, efficiency: Path | None) -> Catalog:
+    return load_catalog(user_racks=racks, user_llms=llms, user_efficiency=efficiency)
+
+
+@catalog_app.command("list")
+def catalog_list(
+    kind: Annotated[CatalogKind, typer.Argument(help="racks or llms")],
+    as_json: JsonOption = False,
+    racks: RacksOption = None,
+    llms: LlmsOption = None,
+) -> None:
+    """List rack types or LLMs with their key specs, sources and confidence."""
+    catalog = _catalog(racks, llms, None)
+    if kind is CatalogKind.racks:
+        rows = [_rack_row(r) for r in catalog.racks.values()]
+    else:
+        rows = [_llm_row(m) for m in catalog.llms.values()]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"rackplan catalog: {kind.value}")
+    for column in rows[0]:
+        if column in ("source", "notes"):
+            continue
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(_cell(v) for k, v in row.items() if k not in ("source", "notes")))
+    out.print(table)
+
+
+def _rack_row(rack) -> dict:
+    return {
+        "id": rack.id,
+        "name": rack.name,
+        "family": rack.family,
+        "chips_per_rack": rack.chips_per_rack,
+        "fp4_dense_tflops_per_chip": rack.fp4_dense_tflops_per_chip,
+        "fp8_dense_tflops_per_chip": rack.fp8_dense_tflops_per_chip,
+        "bf16_dense_tflops_per_chip": rack.bf16_dense_tflops_per_chip,
+        "memory": rack.serving_memory.kind.value,
+        "mem_capacity_gb_per_chip": rack.serving_memory.capacity_gb_per_chip,
+        "mem_bw_tb_s_per_chip": rack.serving_memory.bandwidth_tb_s_per_chip,
+        "power_kw_at_load": rack.power_kw_at_load,
+        "capex_usd": rack.capex_usd,
+        "roles": sorted(r.value for r in rack.roles),
+        "status": rack.status,
+        "confidence": rack.confidence.value,
+        "power_confidence": rack.power_confidence.value,
+        "capex_confidence": rack.capex_confidence.value,
+        "source": rack.source,
+        "notes": rack.notes,
+    }
+
+
+def _llm_row(llm) -> dict:
+    return {
+        "id": llm.id,
+        "name": llm.name,
+        "layers": llm.layers,
+        "params_total_b": llm.params_total_b,
+        "params_active_b": llm.params_active_b,
+        "experts": f"{llm.experts_routed}/{llm.experts_total}" if llm.is_moe else "dense",
+        "attention": "MLA" if llm.is_mla else f"GQA {llm.n_heads}/{llm.n_kv_heads}",
+        "kv_elements_per_token_per_layer": llm.kv_elements_per_token_per_layer,
+        "confidence": llm.confidence.value,
+        "source": llm.source,
+        "notes": llm.notes,
+    }
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return "" if value is None else str(value)
+
+
+@app.command()
+def rates(
+    rack: Annotated[
+        str, typer.Option("--rack", help="Rack type id (rackplan catalog list racks).")
+    ],
+    llm: Annotated[str, typer.Option("--llm", help="LLM id (rackplan catalog list llms).")],
+    input_tokens: Annotated[
+        float, typer.Option("--input-tokens", help="Mean prompt length, tokens.")
+    ],
+    output_tokens: Annotated[
+        float, typer.Option("--output-tokens", help="Mean output length, tokens.")
+    ],
+    ttft_ms: Annotated[
+        float | None, typer.Option("--ttft-ms", help="Mean TTFT target, ms.")
+    ] = None,
+    tpot_ms: Annotated[
+        float | None, typer.Option("--tpot-ms", help="Mean TPOT target, ms.")
+    ] = None,
+    prefix_hit: Annotated[
+        float, typer.Option("--prefix-hit", help="Prefix-cache hit rate, 0-1.")
+    ] = 0.0,
+    precision: Annotated[PrecisionChoice, typer.Option("--precision")] = PrecisionChoice.fp8,
+    max_utilisation: Annotated[
+        float,
+        typer.Option("--max-utilisation", help="Busiest a server may run (sets queueing in TTFT)."),
+    ] = 0.8,
+    as_json: JsonOption = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write the fast-mode frontier chart (PNG/SVG).")
+    ] = None,
+    racks: RacksOption = None,
+    llms: LlmsOption = None,
+    efficiency: EfficiencyOption = None,
+) -> None:
+    """Roofline operating points and end-to-end serving rates for one rack × LLM × workload."""
+    workload = Workload(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        prefix_hit_rate=prefix_hit,
+        ttft_ms=ttft_ms,
+        tpot_ms=tpot_ms,
+        max_utilisation=max_utilisation,
+    )
+    report = rate_report(_catalog(racks, llms, efficiency), rack, llm, workload, precision.value)
+    if plot is not None:
+        from planner.plots import plot_fast_mode_frontier
+
+        plot_fast_mode_frontier(report, plot)
+    if as_json:
+        _print_json(report.as_json())
+        return
+    _print_rates(report)
+    if plot is not None:
+        out.print(f"chart written to {plot}")
+
+
+def _print_rates(report: RateReport) -> None:
+    data = report.as_json()
+    w = report.workload
+    out.print(
+        f"[bold]{report.llm_id}[/] on [bold]{report.rack_id}[/] at {report.precision}: "
+        f"L={w.input_tokens:g} in, O={w.output_tokens:g} out, prefix hit {w.prefix_hit_rate:.0%}, "
+        f"TTFT ≤ {w.ttft_ms or '—'} ms, TPOT ≤ {w.tpot_ms or '—'} ms, ρ={w.max_utilisation:g}; "
+        f"η_F={report.efficiency['flops_fraction']}, η_B={report.efficiency['bandwidth_fraction']} "
+        f"({report.efficiency['family']})"
+    )
+    table = Table(title="operating points (dominated ones pruned)")
+    for column in (
+        "phase",
+        "batch",
+        "chips/replica",
+        "racks/replica",
+        "tok/s/rack",
+        "tok/s/chip",
+        "TTFT|TPOT ms",
+        "memory GB",
+        "power kW",
+        "bound",
+        "meets SLA",
+    ):
+        table.add_column(column, justify="right")
+    for p in data["operating_points"]:
+        latency = p.get("ttft_ms", p.get("tpot_ms"))
+        table.add_row(
+            p["phase"],
+            str(p["batch_size"]),
+            str(p["chips_per_replica"]),
+            f"{p['racks_per_replica']:.3g}",
+            f"{p['tokens_per_s_per_rack']:,.0f}",
+            f"{p['tokens_per_s_per_chip']:,.1f}",
+            f"{latency:,.2f}",
+            f"{p['memory_used_gb']:,.1f}",
+            f"{p['power_kw']:.1f}",
+            p["bound"],
+            "yes" if p["meets_sla"] else "no",
+        )
+    out.print(table)
+    for mode, result in data["end_to_end"].items():
+        if result["output_tokens_per_s_per_rack"] is None:
+            out.print(f"[bold]{mode}[/]: no configuration meets the SLAs — {result['reason']}")
+            continue
+        line = (
+            f"[bold]{mode}[/]: {result['output_tokens_per_s_per_rack']:,.0f} output tok/s per rack,"
+            " "
+            f"{result['output_tokens_per_s_per_chip']:,.1f} per chip"
+        )
+        if "prefill_racks_per_decode_rack" in result:
+            line += f"; prefill:decode racks = {result['prefill_racks_per_decode_rack']:.3g}:1"
+        if "aggregated" in result:
+            a = result["aggregated"]
+            line += (
+                f"; batch {a['batch_size']}, TPOT {a['tpot_ms']:.2f} ms, TTFT {a['ttft_ms']:.0f} ms"
+            )
+        out.print(line)
+
+
+def _errors_table(title: str, errors: list[PointError]) -> Table:
+    table = Table(title=title)
+    for column in (
+        "rack",
+        "llm",
+        "scenario",
+        "measured tok/s/chip",
+        "predicted",
+        "error %",
+        "used to fit",
+    ):
+        table.add_column(column, justify="right")
+    for e in errors:
+        p = e.point
+        table.add_row(
+            p.rack,
+            p.llm,
+            p.scenario,
+            f"{p.measured_output_tokens_per_s_per_chip:,.1f}",
+            "infeasible" if e.predicted is None else f"{e.predicted:,.1f}",
+            "—" if e.error_pct is None else f"{e.error_pct:+.1f}",
+            "yes" if e.fitted else "no",
+        )
+    return table
+
+
+@app.command("calibrate")
+def calibrate_command(
+    measured: Annotated[
+        Path, typer.Argument(help="CSV of measured points (see docs/calibration.md).")
+    ],
+    fit_on: Annotated[
+        list[str] | None,
+        typer.Option("--fit-on", help="Fit only on these rack ids; the rest are held out."),
+    ] = None,
+    write_efficiency: Annotated[
+        Path | None,
+        typer.Option("--write-efficiency", help="Write the fitted factors as an efficiency CSV."),
+    ] = None,
+    as_json: JsonOption = False,
+    racks: RacksOption = None,
+    llms: LlmsOption = None,
+    efficiency: EfficiencyOption = None,
+) -> None:
+    """Fit each rack family's η_F, η_B to measured points; report residuals."""
+    catalog = _catalog(racks, llms, efficiency)
+    points = load_measured(measured)
+    report = calibrate(catalog, points, str(measured), fit_on or ())
+    if write_efficiency is not None:
+        merged = {**catalog.efficiency, **report.factors}
+        atomic_write_text(write_efficiency, efficiency_csv(merged))
+    if as_json:
+        _print_json(report.as_json())
+        return
+    table = Table(title="fitted efficiency factors")
+    for column in ("family", "η_F (flops_fraction)", "η_B (bandwidth_fraction)"):
+        table.add_column(column)
+    for family, f in report.factors.items():
+        table.add_row(family, f"{f.flops_fraction:.3f}", f"{f.bandwidth_fraction:.3f}")
+    out.print(table)
+    out.print(_errors_table("predicted vs measured", report.errors))
+    for label, fitted in (("fitted points", True), ("held-out points", False)):
+        value = report.median_error_pct(fitted)
+        if value is not None:
+            out.print(f"median |error| on {label}: {value:.1f} %")
+    if write_efficiency is not None:
+        out.print(f"factors written to {write_efficiency} (use with --efficiency)")
+
+
+@app.command("validate")
+def validate_command(
+    measured: Annotated[Path, typer.Argument(help="CSV of measured points.")],
+    as_json: JsonOption = False,
+    racks: RacksOption = None,
+    llms: LlmsOption = None,
+    efficiency: EfficiencyOption = None,
+) -> None:
+    """Predicted vs measured throughput with the catalog's efficiency factors."""
+    catalog = _catalog(racks, llms, efficiency)
+    errors = validate(catalog, load_measured(measured), str(measured))
+    median = median_abs_error_pct(errors)
+    if as_json:
+        _print_json(
+            {
+                "points": [
+                    {
+                        "rack": e.point.rack,
+                        "llm": e.point.llm,
+                        "scenario": e.point.scenario,
+                        "measured_output_tokens_per_s_per_chip": (
+                            e.point.measured_output_tokens_per_s_per_chip
+                        ),
+                        "predicted_output_tokens_per_s_per_chip": e.predicted,
+                        "error_pct": e.error_pct,
+                    }
+                    for e in errors
+                ],
+                "median_abs_error_pct": median,
+            }
+        )
+        return
+    out.print(_errors_table("predicted vs measured", errors))
+    if median is not None:
+        out.print(f"median |error|: {median:.1f} %")
+
+
+def _report_input_error(problems: list[Problem]) -> None:
+    err.print(f"[bold red]error:[/] {len(problems)} problem(s) in the input", highlight=False)
+    for problem in problems:
+        err.print(f"  - {problem}", highlight=False, markup=False)
+
+
+def _validation_problems(exc: ValidationError) -> list[Problem]:
+    return [
+        Problem(
+            "command line",
+            None,
+            ".".join(str(x) for x in e["loc"]) or None,
+            e["msg"],
+            str(e.get("input", "")),
+        )
+        for e in exc.errors()
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning every failure into a message and an exit code."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except InputError as exc:
+        _report_input_error(exc.problems)
+        return EXIT_INVALID
+    except ValidationError as exc:
+        _report_input_error(_validation_problems(exc))
+        return EXIT_INVALID
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        err.print("aborted")
+        return EXIT_INTERNAL
+    except Exception as exc:  # click usage errors come through here too
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return EXIT_INVALID
+        if os.environ.get("RACKPLAN_DEBUG"):
+            raise
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        err.print(
+            "Please report it with the command you ran; set RACKPLAN_DEBUG=1 to see the trace."
+        )
+        return EXIT_INTERNAL
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

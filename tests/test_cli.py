@@ -1,0 +1,224 @@
+"""The command line, through typer's runner: content checked, not just exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from catalogs.loader import MEASURED_FILE
+from planner.cli import EXIT_INVALID, app, main
+
+runner = CliRunner()
+
+RATES = [
+    "rates",
+    "--rack",
+    "gb200-nvl72",
+    "--llm",
+    "llama-3.1-70b",
+    "--input-tokens",
+    "2000",
+    "--output-tokens",
+    "400",
+    "--ttft-ms",
+    "2000",
+    "--tpot-ms",
+    "30",
+    "--json",
+]
+
+
+def _json(args: list[str]) -> dict:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_rates_json_contract():
+    data = _json(RATES)
+    assert data["operating_points"], "some operating points"
+    keys = {
+        "phase",
+        "batch_size",
+        "chips_per_replica",
+        "racks_per_replica",
+        "tokens_per_s_per_rack",
+        "tokens_per_s_per_chip",
+        "memory_used_gb",
+        "power_kw",
+        "bound",
+    }
+    for point in data["operating_points"]:
+        assert keys <= point.keys()
+        assert ("ttft_ms" in point) != ("tpot_ms" in point)
+    for mode in ("aggregated", "disaggregated"):
+        result = data["end_to_end"][mode]
+        assert result["output_tokens_per_s_per_rack"] > 0
+        assert result["output_tokens_per_s_per_chip"] == pytest.approx(
+            result["output_tokens_per_s_per_rack"] / 72
+        )
+        assert result["reason"] is None
+    decode = data["end_to_end"]["disaggregated"]["decode"]
+    assert decode["tpot_ms"] <= 30
+    assert data["end_to_end"]["aggregated"]["aggregated"]["tpot_ms"] <= 30
+
+
+def test_rates_unreachable_sla_is_null_with_a_reason():
+    args = [a if a != "30" else "0.01" for a in RATES]
+    data = _json(args)
+    for mode in ("aggregated", "disaggregated"):
+        result = data["end_to_end"][mode]
+        assert result["output_tokens_per_s_per_rack"] is None
+        assert result["output_tokens_per_s_per_chip"] is None
+    assert "TPOT target 0.01 ms unreachable" in data["end_to_end"]["disaggregated"]["reason"]
+    assert "best" in data["end_to_end"]["disaggregated"]["reason"]
+
+
+def test_prefill_only_rack_cannot_serve_end_to_end():
+    args = [
+        "rates",
+        "--rack",
+        "vr-cpx-144",
+        "--llm",
+        "llama-3.1-8b",
+        "--input-tokens",
+        "50000",
+        "--output-tokens",
+        "500",
+        "--json",
+    ]
+    data = _json(args)
+    assert {p["phase"] for p in data["operating_points"]} == {"prefill", "decode"}
+    assert "does not serve decode" in data["end_to_end"]["disaggregated"]["reason"]
+
+
+def test_rates_table_and_plot(tmp_path):
+    chart = tmp_path / "frontier.png"
+    result = runner.invoke(app, [*RATES[:-1], "--plot", str(chart)])
+    assert result.exit_code == 0, result.output
+    assert "operating points" in result.stdout
+    assert "disaggregated:" in result.stdout and "prefill:decode racks" in result.stdout
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_catalog_list_json_has_specs_and_provenance():
+    racks = _json(["catalog", "list", "racks", "--json"])
+    by_id = {r["id"]: r for r in racks}
+    assert by_id["groq3-lpx"]["chips_per_rack"] == 256
+    assert by_id["vr-nvl72"]["mem_bw_tb_s_per_chip"] == 22
+    assert all(r["source"] and r["confidence"] for r in racks)
+    llms = _json(["catalog", "list", "llms", "--json"])
+    assert {m["id"]: m["attention"] for m in llms}["deepseek-v3"] == "MLA"
+
+
+def test_catalog_list_table_is_readable():
+    result = runner.invoke(app, ["catalog", "list", "llms"])
+    assert result.exit_code == 0
+    assert "qwen3-235b-a22b" in result.stdout
+
+
+def test_validate_json_reports_every_point_and_a_median():
+    data = _json(["validate", str(MEASURED_FILE), "--json"])
+    assert len(data["points"]) >= 10
+    assert data["median_abs_error_pct"] is not None
+    for p in data["points"]:
+        if p["predicted_output_tokens_per_s_per_chip"] is not None:
+            expected = (
+                p["predicted_output_tokens_per_s_per_chip"]
+                / p["measured_output_tokens_per_s_per_chip"]
+                - 1
+            ) * 100
+            assert p["error_pct"] == pytest.approx(expected)
+
+
+def test_calibrate_writes_factors_usable_by_rates(tmp_path):
+    factors = tmp_path / "efficiency.csv"
+    data = _json(
+        [
+            "calibrate",
+            str(MEASURED_FILE),
+            "--fit-on",
+            "hgx-h100",
+            "--json",
+            "--write-efficiency",
+            str(factors),
+        ]
+    )
+    assert set(data["factors"]) == {"hopper"}
+    fitted = [p for p in data["points"] if p["fitted"]]
+    held_out = [p for p in data["points"] if not p["fitted"]]
+    assert {p["rack"] for p in fitted} == {"hgx-h100"} and held_out
+    assert data["median_abs_error_pct_held_out"] is not None
+    hopper = data["factors"]["hopper"]
+    rates = _json(
+        [
+            "rates",
+            "--rack",
+            "hgx-h100",
+            "--llm",
+            "llama-2-70b",
+            "--input-tokens",
+            "600",
+            "--output-tokens",
+            "300",
+            "--json",
+            "--efficiency",
+            str(factors),
+        ]
+    )
+    assert rates["efficiency"]["flops_fraction"] == hopper["flops_fraction"]
+
+
+def test_bad_input_exits_2_with_a_named_problem(capsys):
+    code = main(
+        [
+            "rates",
+            "--rack",
+            "no-such-rack",
+            "--llm",
+            "llama-3.1-8b",
+            "--input-tokens",
+            "10",
+            "--output-tokens",
+            "10",
+        ]
+    )
+    assert code == EXIT_INVALID
+    err = capsys.readouterr().err
+    assert "unknown rack type 'no-such-rack'" in err and "hgx-h100" in err
+    assert "Traceback" not in err
+
+
+def test_invalid_workload_value_is_named(capsys):
+    code = main(
+        [
+            "rates",
+            "--rack",
+            "hgx-h100",
+            "--llm",
+            "llama-3.1-8b",
+            "--input-tokens",
+            "10",
+            "--output-tokens",
+            "10",
+            "--prefix-hit",
+            "1.5",
+        ]
+    )
+    assert code == EXIT_INVALID
+    err = capsys.readouterr().err
+    assert "prefix_hit_rate" in err and "1.5" in err
+
+
+def test_bad_measured_file_names_row_and_column(tmp_path, capsys):
+    bad = tmp_path / "measured.csv"
+    text = MEASURED_FILE.read_text(encoding="utf-8").splitlines()
+    header = text[0].split(",")
+    row = text[1].split(",")
+    row[header.index("output_tokens")] = "zero"
+    bad.write_text("\n".join([text[0], ",".join(row)]) + "\n", encoding="utf-8")
+    assert main(["validate", str(bad)]) == EXIT_INVALID
+    err = capsys.readouterr().err
+    assert "row 2" in err and "output_tokens" in err and "zero" in err
