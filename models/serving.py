@@ -133,22 +133,18 @@ def aggregated_rates(
     return rate, step * 1e3, ttft * 1e3
 
 
-def aggregated(replicas: ReplicaSet) -> ServingResult:
-    """Both phases on the same replicas; per replica size the largest batch meeting both SLAs.
+def aggregated_sla_points(replicas: ReplicaSet) -> list[dict]:
+    """Per replica size, the largest batch meeting both SLAs with aggregated serving.
 
     Below b = O the TTFT falls as b grows (a prompt is spread over fewer steps), above it rises,
-    so the search for the largest batch treats b < O as TTFT-feasible and checks the TTFT of
-    the batch it finds.
+    so the search for the largest batch treats b < O as TTFT-feasible and then checks the TTFT
+    of the batch it finds. Each dict: batch_size, chips_per_replica, racks_per_replica,
+    output_tokens_per_s_per_rack, tpot_ms, ttft_ms, power_kw.
     """
-    mode = "aggregated"
-    rack, workload = replicas.rack, replicas.workload
-    if not (rack.can_serve(Phase.prefill) and rack.can_serve(Phase.decode)):
-        return ServingResult(mode, None, None, f"rack {rack.id} does not serve both phases")
+    workload = replicas.workload
     limits = replicas.decode_batch_limits()
-    if len(replicas) == 0 or not (limits >= 1).any():
-        return ServingResult(
-            mode, None, None, f"{replicas.llm.id} does not fit a replica on {rack.id}"
-        )
+    if len(replicas) == 0:
+        return []
 
     def meets(size: np.ndarray, batch: np.ndarray) -> np.ndarray:
         _, tpot, ttft = aggregated_rates(replicas, size, batch)
@@ -164,7 +160,41 @@ def aggregated(replicas: ReplicaSet) -> ServingResult:
     batch = best[size].astype(float)
     rate, tpot, ttft = aggregated_rates(replicas, size, batch)
     ok = ttft <= workload.ttft_ms if workload.ttft_ms else np.ones(size.size, dtype=bool)
-    if not ok.any():
+    times = aggregated_step(
+        replicas.hw.take(size), replicas.llm, replicas.precision, workload, batch
+    )
+    rack = replicas.rack
+    power = rack.power_kw_idle + (rack.power_kw_at_load - rack.power_kw_idle) * (
+        replicas.chips_used_share[size] * times.busy_fraction
+    )
+    return [
+        {
+            "batch_size": int(batch[i]),
+            "chips_per_replica": int(replicas.chips[size[i]]),
+            "racks_per_replica": float(replicas.racks_per_replica[size[i]]),
+            "output_tokens_per_s_per_rack": float(rate[i]),
+            "tpot_ms": float(tpot[i]),
+            "ttft_ms": float(ttft[i]),
+            "power_kw": float(power[i]),
+        }
+        for i in np.flatnonzero(ok)
+    ]
+
+
+def aggregated(replicas: ReplicaSet) -> ServingResult:
+    """Both phases on the same replicas; the best replica size's largest batch meeting both SLAs
+    (``aggregated_sla_points``)."""
+    mode = "aggregated"
+    rack, workload = replicas.rack, replicas.workload
+    if not (rack.can_serve(Phase.prefill) and rack.can_serve(Phase.decode)):
+        return ServingResult(mode, None, None, f"rack {rack.id} does not serve both phases")
+    limits = replicas.decode_batch_limits()
+    if len(replicas) == 0 or not (limits >= 1).any():
+        return ServingResult(
+            mode, None, None, f"{replicas.llm.id} does not fit a replica on {rack.id}"
+        )
+    points = aggregated_sla_points(replicas)
+    if not points:
         fits = np.flatnonzero(limits >= 1)
         _, tpot_1, ttft_1 = aggregated_rates(replicas, fits, np.ones(fits.size))
         i = int(np.argmin(tpot_1))
@@ -174,20 +204,15 @@ def aggregated(replicas: ReplicaSet) -> ServingResult:
             None,
             f"no batch on {rack.id} meets both targets (TTFT {workload.ttft_ms} ms, TPOT "
             f"{workload.tpot_ms} ms); fastest: TPOT {tpot_1[i]:.3g} ms with TTFT "
-            f"{ttft_1[i]:.3g} ms "
-            "at batch 1",
+            f"{ttft_1[i]:.3g} ms at batch 1",
         )
-    i = int(np.flatnonzero(ok)[np.argmax(rate[ok])])
+    best = max(points, key=lambda p: p["output_tokens_per_s_per_rack"])
     detail = {
-        "batch_size": int(batch[i]),
-        "chips_per_replica": int(replicas.chips[size[i]]),
-        "racks_per_replica": float(replicas.racks_per_replica[size[i]]),
-        "tpot_ms": float(tpot[i]),
-        "ttft_ms": float(ttft[i]),
+        k: best[k]
+        for k in ("batch_size", "chips_per_replica", "racks_per_replica", "tpot_ms", "ttft_ms")
     }
-    return ServingResult(
-        mode, float(rate[i]), float(rate[i]) / rack.chips_per_rack, aggregated=detail
-    )
+    rate = best["output_tokens_per_s_per_rack"]
+    return ServingResult(mode, rate, rate / rack.chips_per_rack, aggregated=detail)
 
 
 @dataclass(frozen=True)

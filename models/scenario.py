@@ -1,0 +1,221 @@
+"""A planning scenario: periods, workload classes, demand forecast, rack options, money, policy.
+
+Pure data with shape checks; cross-checks against the catalog (unknown rack or LLM ids)
+happen in ``planner.data``, which knows the catalog.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from models.base import Frozen
+from models.workload import PrecisionName, Workload
+
+HOURS_PER_YEAR = 8760.0
+Name = str
+
+
+class ServingMode(StrEnum):
+    """How a class may be served: split prefill/decode racks, or both phases on one replica."""
+
+    disaggregated = "disaggregated"
+    aggregated = "aggregated"
+
+
+class AllocationMode(StrEnum):
+    """What a rack allocation does: a phase of disaggregated serving, or aggregated serving."""
+
+    prefill = "prefill"
+    decode = "decode"
+    aggregated = "aggregated"
+
+
+class WorkloadClass(Frozen):
+    """A stream of requests to one LLM with one shape and one SLA."""
+
+    name: Name = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$")
+    llm: str
+    input_tokens: float = Field(gt=0)
+    output_tokens: float = Field(ge=1)
+    prefix_hit_rate: float = Field(default=0.0, ge=0, lt=1)
+    ttft_ms: float | None = Field(default=None, gt=0)
+    tpot_ms: float | None = Field(default=None, gt=0)
+    max_utilisation: float = Field(default=0.8, gt=0, lt=1)
+    modes: frozenset[ServingMode] = frozenset({ServingMode.disaggregated, ServingMode.aggregated})
+    precision: PrecisionName = "fp8"
+
+    def workload(self) -> Workload:
+        return Workload(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            prefix_hit_rate=self.prefix_hit_rate,
+            ttft_ms=self.ttft_ms,
+            tpot_ms=self.tpot_ms,
+            max_utilisation=self.max_utilisation,
+        )
+
+
+class Period(Frozen):
+    """One planning period (e.g. a quarter) with its site limits and prices."""
+
+    name: Name
+    hours: float = Field(gt=0)
+    power_cap_mw: float | None = Field(default=None, gt=0)
+    """Site power cap at the meter (IT power × PUE), MW. None: no cap."""
+    capex_budget_usd: float | None = Field(default=None, ge=0)
+    """Capital spend allowed in this period, USD. None: no per-period limit."""
+    electricity_usd_per_kwh: float = Field(ge=0)
+    pue: float = Field(default=1.2, ge=1)
+
+
+class Demand(Frozen):
+    """Forecast demand of one class in one period, in one of two forms.
+
+    - ``requests_per_s``: output = rps·O and input = rps·L tokens/s (the class's lengths);
+    - ``output_tokens_per_s`` with ``prefill_decode_ratio`` (input tokens per output token;
+      default the class's L/O): input = ratio · output.
+    """
+
+    period: Name
+    workload_class: Name
+    requests_per_s: float | None = Field(default=None, ge=0)
+    output_tokens_per_s: float | None = Field(default=None, ge=0)
+    prefill_decode_ratio: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Demand:
+        if (self.requests_per_s is None) == (self.output_tokens_per_s is None):
+            raise ValueError("give exactly one of requests_per_s or output_tokens_per_s")
+        if self.prefill_decode_ratio is not None and self.output_tokens_per_s is None:
+            raise ValueError("prefill_decode_ratio goes with output_tokens_per_s")
+        return self
+
+    def token_rates(self, cls: WorkloadClass) -> tuple[float, float]:
+        """(input tokens/s, output tokens/s) this forecast asks for."""
+        if self.requests_per_s is not None:
+            return self.requests_per_s * cls.input_tokens, self.requests_per_s * cls.output_tokens
+        assert self.output_tokens_per_s is not None
+        ratio = (
+            self.prefill_decode_ratio
+            if self.prefill_decode_ratio is not None
+            else cls.input_tokens / cls.output_tokens
+        )
+        return ratio * self.output_tokens_per_s, self.output_tokens_per_s
+
+
+class RackOption(Frozen):
+    """A rack type in play, with its purchase rules and optional price/power overrides."""
+
+    rack: str
+    first_period: Name | None = None
+    """First period it can be bought (None: from the first period)."""
+    supply_limit_per_period: int | None = Field(default=None, ge=0)
+    lot_size: int = Field(default=1, ge=1)
+    """Racks are bought in multiples of this (vendors sell pods)."""
+    lifetime_periods: int | None = Field(default=None, ge=1)
+    """Racks retire this many periods after purchase (None: they outlive the horizon)."""
+    installed: int = Field(default=0, ge=0)
+    """Existing fleet at the start of the first period."""
+    existing_retire_period: Name | None = None
+    """Period in which the existing fleet retires (None: it stays)."""
+    capex_usd: float | None = Field(default=None, gt=0)
+    power_kw_at_load: float | None = Field(default=None, gt=0)
+    power_kw_idle: float | None = Field(default=None, ge=0)
+
+
+class Economics(Frozen):
+    discount_rate_per_year: float = Field(default=0.08, ge=0, lt=1)
+    maintenance_fraction_per_year: float = Field(default=0.03, ge=0, lt=1)
+    """Maintenance per year as a share of the capex of the installed racks."""
+    salvage: Literal["none", "linear"] = "none"
+    """``linear``: racks with a lifetime are credited their straight-line residual value at the
+    end of the horizon (discounted)."""
+
+
+class Objective(StrEnum):
+    min_tco = "min_tco"
+    max_served = "max_served"
+    min_power = "min_power"
+
+
+class Policy(Frozen):
+    spare_fraction: float = Field(default=0.0, ge=0, lt=1)
+    """Share of installed racks kept as spares (N+k): allocation ≤ (1 − spare)·installed."""
+    max_rack_types: int | None = Field(default=None, ge=1)
+    objective: Objective = Objective.min_tco
+    integer_replicas: bool = False
+    """Allocate whole replicas (multi-rack replicas are always whole)."""
+
+
+class MeasuredRate(Frozen):
+    """A measured operating point that replaces derived ones for (rack, class, mode)."""
+
+    rack: str
+    workload_class: Name
+    mode: AllocationMode
+    tokens_per_s_per_rack: float = Field(gt=0)
+    """Output tokens/s for decode and aggregated; prompt tokens/s for prefill."""
+    ttft_ms: float | None = Field(default=None, gt=0)
+    tpot_ms: float | None = Field(default=None, gt=0)
+    power_kw: float = Field(gt=0)
+    racks_per_replica: float = Field(default=1.0, gt=0)
+    source: str = Field(min_length=1)
+
+
+class Scenario(Frozen):
+    """Everything a plan needs besides the catalog."""
+
+    name: str = "scenario"
+    periods: tuple[Period, ...] = Field(min_length=1)
+    classes: tuple[WorkloadClass, ...] = Field(min_length=1)
+    demand: tuple[Demand, ...]
+    racks: tuple[RackOption, ...] = Field(min_length=1)
+    economics: Economics = Economics()
+    policy: Policy = Policy()
+    total_budget_usd: float | None = Field(default=None, ge=0)
+    floor_space_racks: int | None = Field(default=None, ge=0)
+    measured_rates: tuple[MeasuredRate, ...] = ()
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Scenario:
+        problems = []
+        for label, names in (
+            ("period", [p.name for p in self.periods]),
+            ("class", [c.name for c in self.classes]),
+            ("rack", [r.rack for r in self.racks]),
+        ):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                problems.append(f"duplicate {label} name(s): {', '.join(duplicates)}")
+        periods = {p.name for p in self.periods}
+        classes = {c.name for c in self.classes}
+        seen = set()
+        for d in self.demand:
+            if d.period not in periods:
+                problems.append(f"demand names unknown period '{d.period}'")
+            if d.workload_class not in classes:
+                problems.append(f"demand names unknown class '{d.workload_class}'")
+            key = (d.period, d.workload_class)
+            if key in seen:
+                problems.append(f"demand for class '{key[1]}' in period '{key[0]}' given twice")
+            seen.add(key)
+        for option in self.racks:
+            for field in ("first_period", "existing_retire_period"):
+                value = getattr(option, field)
+                if value is not None and value not in periods:
+                    problems.append(f"rack '{option.rack}' {field} '{value}' is not a period")
+        for m in self.measured_rates:
+            if m.workload_class not in classes:
+                problems.append(f"measured rate names unknown class '{m.workload_class}'")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def period_index(self, name: str) -> int:
+        return [p.name for p in self.periods].index(name)
+
+    def workload_class(self, name: str) -> WorkloadClass:
+        return next(c for c in self.classes if c.name == name)

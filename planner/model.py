@@ -1,0 +1,544 @@
+"""The capacity-planning MIP (Pyomo), built in a fixed order:
+sets → parameters → variables → expressions → constraints → objective.
+
+Each constraint family is one function ``define_<family>``, registered in
+``CONSTRAINT_FAMILIES``; its docstring states the inequality and units. Indices use
+rack ids, class names and period names, so LP files, duals and infeasibility reports read
+``power_cap[2027Q3]``. With ``elastic=True`` the relaxable families get non-negative slack
+variables and the objective becomes the weighted sum of relative slacks (``diagnose.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable
+
+import pyomo.environ as pyo
+from pyomo.core.expr.numeric_expr import LinearExpression
+
+from models.scenario import HOURS_PER_YEAR, Objective
+from planner.data import PlanData
+
+PHASES = ("prefill", "decode")
+SERVED_TIEBREAK_USD = 1e-9
+"""max_served: weight on TCO (per USD) below the served-token objective, to pick the
+cheapest of equally served plans."""
+POWER_TIEBREAK_USD = 1e-7
+"""min_power: weight on TCO (per USD) below the energy objective (kWh)."""
+
+
+def _linear(coefs: list[float], variables: list) -> LinearExpression | float:
+    if not variables:
+        return 0.0
+    return LinearExpression(constant=0.0, linear_coefs=list(coefs), linear_vars=list(variables))
+
+
+# ---------------------------------------------------------------------------- sets
+def define_sets(m: pyo.ConcreteModel, data: PlanData) -> None:
+    """R racks, C classes, T periods (ordered), J columns; JT the (column, period) pairs where
+    the column's rack can exist; BUY the (rack, period) pairs where it can be bought."""
+    m.R = pyo.Set(initialize=list(data.racks), ordered=True)
+    m.C = pyo.Set(initialize=data.classes, ordered=True)
+    m.T = pyo.Set(initialize=data.periods, ordered=True)
+    m.PH = pyo.Set(initialize=PHASES, ordered=True)
+    m.J = pyo.Set(initialize=range(len(data.columns)), ordered=True)
+    exists = {
+        r: [_rack_can_exist(data, r, t) for t in range(len(data.periods))] for r in data.racks
+    }
+    m.JT = pyo.Set(
+        dimen=2,
+        ordered=True,
+        initialize=[
+            (j, p)
+            for j, col in enumerate(data.columns)
+            for t, p in enumerate(data.periods)
+            if exists[col.rack][t]
+        ],
+    )
+    m.JT_INT = pyo.Set(
+        dimen=2, ordered=True, initialize=[(j, p) for j, p in m.JT if data.columns[j].integer]
+    )
+    m.BUY = pyo.Set(
+        dimen=2,
+        ordered=True,
+        initialize=[
+            (r, p) for r in data.racks for t, p in enumerate(data.periods) if data.available(r, t)
+        ],
+    )
+
+
+def _rack_can_exist(data: PlanData, rack: str, t: int) -> bool:
+    info = data.racks[rack]
+    existing = info.option.installed > 0 and (
+        info.retire_existing_at is None or t < info.retire_existing_at
+    )
+    return existing or t >= info.first_period
+
+
+# ---------------------------------------------------------------------------- parameters
+def define_parameters(m: pyo.ConcreteModel, data: PlanData) -> None:
+    """Mutable where a what-if may change them (caps, budgets, demand, prices)."""
+    s = data.scenario
+    m.power_cap_mw = pyo.Param(
+        [p.name for p in s.periods if p.power_cap_mw is not None],
+        initialize={p.name: p.power_cap_mw for p in s.periods if p.power_cap_mw is not None},
+        mutable=True,
+        within=pyo.Reals,
+    )
+    m.capex_budget_usd = pyo.Param(
+        [p.name for p in s.periods if p.capex_budget_usd is not None],
+        initialize={
+            p.name: p.capex_budget_usd for p in s.periods if p.capex_budget_usd is not None
+        },
+        mutable=True,
+        within=pyo.Reals,
+    )
+    m.total_budget_usd = pyo.Param(
+        initialize=s.total_budget_usd or 0.0, mutable=True, within=pyo.Reals
+    )
+    m.floor_space_racks = pyo.Param(
+        initialize=s.floor_space_racks or 0, mutable=True, within=pyo.Reals
+    )
+    m.demand = pyo.Param(
+        m.C,
+        m.PH,
+        m.T,
+        initialize={
+            (c, ph, p): (data.demand_prefill if ph == "prefill" else data.demand_decode)[(c, p)]
+            for c in data.classes
+            for ph in PHASES
+            for p in data.periods
+        },
+        mutable=True,
+        within=pyo.Reals,
+    )
+    m.capex_usd = pyo.Param(
+        m.R, initialize={r: d.capex_usd for r, d in data.racks.items()}, mutable=True
+    )
+    m.electricity_usd_per_kwh = pyo.Param(
+        m.T, initialize={p.name: p.electricity_usd_per_kwh for p in s.periods}, mutable=True
+    )
+    m.fleet_floor = pyo.Param(m.T, initialize=_fleet_floor(data), mutable=True, within=pyo.Reals)
+
+
+def _fleet_floor(data: PlanData) -> dict[str, float]:
+    """Valid lower bound on total installed racks per period (see define_fleet_size_floor)."""
+    spare = data.scenario.policy.spare_fraction
+    best = defaultdict(float)
+    for col in data.columns:
+        best[(col.workload_class, "decode")] = max(
+            best[(col.workload_class, "decode")], col.decode_rate
+        )
+        best[(col.workload_class, "prefill")] = max(
+            best[(col.workload_class, "prefill")], col.prefill_rate
+        )
+    floor = {}
+    for p in data.periods:
+        bounds = []
+        for phase, demand in (("decode", data.demand_decode), ("prefill", data.demand_prefill)):
+            need = 0.0
+            for c in data.classes:
+                if demand[(c, p)] > 0 and best[(c, phase)] > 0:
+                    need += demand[(c, p)] / best[(c, phase)]
+            bounds.append(need)
+        floor[p] = math.ceil(max(bounds) / (1 - spare) - 1e-6) if max(bounds) > 0 else 0
+    return floor
+
+
+# ---------------------------------------------------------------------------- variables
+def define_variables(m: pyo.ConcreteModel, data: PlanData) -> None:
+    """lots (integer purchases in lots), installed racks, allocation (racks at a column),
+    whole replicas where required, rack-type choice, served share (max_served only)."""
+    supply = {}
+    for r, p in m.BUY:
+        limit = data.racks[r].option.supply_limit_per_period
+        supply[(r, p)] = (0, None if limit is None else limit // data.racks[r].option.lot_size)
+    m.lots = pyo.Var(m.BUY, domain=pyo.NonNegativeIntegers)
+    m.installed = pyo.Var(m.R, m.T, domain=pyo.NonNegativeReals)
+    m.alloc = pyo.Var(m.JT, domain=pyo.NonNegativeReals)
+    m.replicas = pyo.Var(m.JT_INT, domain=pyo.NonNegativeIntegers)
+    if data.scenario.policy.max_rack_types is not None:
+        m.type_used = pyo.Var(m.R, domain=pyo.Binary)
+    if data.scenario.policy.objective is Objective.max_served:
+        m.served = pyo.Var(m.C, m.T, bounds=(0.0, 1.0))
+
+
+# ---------------------------------------------------------------------------- expressions
+def define_expressions(m: pyo.ConcreteModel, data: PlanData) -> None:
+    """bought = lot·lots; retired (lifetimes); provisioned power; energy; money per period."""
+    s = data.scenario
+    periods = data.periods
+
+    def bought(_m, r, p):
+        return data.racks[r].option.lot_size * m.lots[r, p] if (r, p) in m.BUY else 0.0
+
+    m.bought = pyo.Expression(m.R, m.T, rule=bought)
+    define_lifetime_expressions(m, data)
+    m.it_power_kw = pyo.Expression(
+        m.T,
+        rule=lambda _m, p: _linear(
+            [data.racks[r].power_kw_at_load for r in m.R], [m.installed[r, p] for r in m.R]
+        ),
+    )
+    by_period = defaultdict(list)
+    for j, p in m.JT:
+        col = data.columns[j]
+        by_period[p].append((col.power_kw - data.racks[col.rack].power_kw_idle, m.alloc[j, p]))
+
+    def energy(_m, p):
+        t = periods.index(p)
+        period = s.periods[t]
+        idle = _linear([data.racks[r].power_kw_idle for r in m.R], [m.installed[r, p] for r in m.R])
+        active = _linear([c for c, _ in by_period[p]], [v for _, v in by_period[p]])
+        return period.hours * period.pue * (idle + active)
+
+    m.energy_kwh = pyo.Expression(m.T, rule=energy)
+    m.capex_spend_usd = pyo.Expression(
+        m.T, rule=lambda _m, p: sum(m.capex_usd[r] * m.bought[r, p] for r in m.R)
+    )
+    m.energy_usd = pyo.Expression(
+        m.T, rule=lambda _m, p: m.electricity_usd_per_kwh[p] * m.energy_kwh[p]
+    )
+    maintenance = s.economics.maintenance_fraction_per_year
+
+    def maintenance_usd(_m, p):
+        hours = s.periods[periods.index(p)].hours
+        return (
+            maintenance
+            * hours
+            / HOURS_PER_YEAR
+            * sum(m.capex_usd[r] * m.installed[r, p] for r in m.R)
+        )
+
+    m.maintenance_usd = pyo.Expression(m.T, rule=maintenance_usd)
+    end = data.end_discount_factor()
+    m.salvage_usd = pyo.Expression(
+        expr=sum(
+            end * data.salvage_fraction(r, periods.index(p)) * m.capex_usd[r] * m.bought[r, p]
+            for r, p in m.BUY
+            if data.salvage_fraction(r, periods.index(p)) > 0
+        )
+    )
+    m.tco_usd = pyo.Expression(
+        expr=sum(
+            data.discount_factor(t)
+            * (m.capex_spend_usd[p] + m.energy_usd[p] + m.maintenance_usd[p])
+            for t, p in enumerate(periods)
+        )
+        - m.salvage_usd
+    )
+
+
+def define_lifetime_expressions(m: pyo.ConcreteModel, data: PlanData) -> None:
+    """retired[r,t] = bought[r, t − lifetime_r] + (existing fleet if it retires at t), racks."""
+    periods = data.periods
+
+    def retired(_m, r, p):
+        t = periods.index(p)
+        value = 0.0
+        source = data.retiring_purchase_period(r, t)
+        if source is not None:
+            value = value + m.bought[r, periods[source]]
+        if data.racks[r].retire_existing_at == t:
+            value = value + data.racks[r].option.installed
+        return value
+
+    m.retired = pyo.Expression(m.R, m.T, rule=retired)
+
+
+# ---------------------------------------------------------------------------- constraints
+def _slack(m: pyo.ConcreteModel, name: str, index) -> pyo.Var | None:
+    """Create (once) and return the elastic slack variable of a family, or None."""
+    if not m.elastic:
+        return None
+    if not hasattr(m, f"slack_{name}"):
+        m.add_component(f"slack_{name}", pyo.Var(index, domain=pyo.NonNegativeReals))
+    return getattr(m, f"slack_{name}")
+
+
+def define_fleet_continuity(m: pyo.ConcreteModel, data: PlanData) -> None:
+    """installed[r,t] = installed[r,t−1] + bought[r,t] − retired[r,t]   (racks);
+    installed[r,t0] = existing_r + bought[r,t0] − retired[r,t0]."""
+    periods = data.periods
+
+    def rule(_m, r, p):
+        t = periods.index(p)
+        previous = m.installed[r, periods[t - 1]] if t > 0 else data.racks[r].option.installed
+        return m.installed[r, p] == previous + m.bought[r, p] - m.retired[r, p]
+
+    m.fleet_continuity = pyo.Constraint(m.R, m.T, rule=rule)
+
+
+def define_rack_capacity(m: pyo.ConcreteModel, data: PlanData) -> None:
+    """Σ_j alloc[j,t] ≤ (1 − spare)·installed[r,t] for the columns j of rack r   (racks)."""
+    spare = data.scenario.policy.spare_fraction
+    by_rack = defaultdict(list)
+    for j, p in m.JT:
+        by_rack[(data.columns[j].rack, p)].append(m.alloc[j, p])
+
+    def rule(_m, r, p):
+        used = by_rack.get((r, p))
+        if not used:
+            return pyo.Constraint.Skip
+        return _linear([1.0] * len(used), used) <= (1 - spare) * m.installed[r, p]
+
+    m.rack_capacity = pyo.Constraint(m.R, m.T, rule=rule)
+
+
+def define_demand_cover(m: pyo.ConcreteModel, data: PlanData) -> None:
+    """Σ_j rate_j·alloc[j,t] ≥ demand[c,phase,t] (· served[c,t] under max_served)   (tokens/s).
+
+    Decode rows count output tokens/s (decode and aggregated columns), prefill rows prompt
+    tokens/s (prefill and aggregated columns); demand already includes 1/max utilisation.
+    """
+    terms = defaultdict(lambda: ([], []))
+    for j, p in m.JT:
+        col = data.columns[j]
+        for phase, rate in (("decode", col.decode_rate), ("prefill", col.prefill_rate)):
+            if rate > 0:
+                coefs, variables = terms[(col.workload_class, phase, p)]
+                coefs.append(rate)
+                variables.append(m.alloc[j, p])
+    rows = [
+        (c, ph, p) for c in m.C for ph in m.PH for p in m.T if pyo.value(m.demand[c, ph, p]) > 0
+    ]
+    shortfall = _slack(m, "demand_cover", rows)
+    served = getattr(m, "served", None)
+
+    def rule(_m, c, ph, p):
+        coefs, variables = terms.get((c, ph, p), ([], []))
+        supplied = _linear(coefs, variables)
+        if shortfall is not None:
+            supplied = supplied + shortfall[c, ph, p]
+        needed = m.demand[c, ph, p] * served[c, p] if served is not None else m.demand[c, ph, p]
+        return supplied >= needed
+
+    m.demand_cover = pyo.Constraint(rows, rule=rule)
+
+
+def define_power_cap(m: pyo.ConcreteModel, data: PlanData) -> None:
+    """PUE_t · Σ_r P_load,r·installed[r,t] / 1000 ≤ power_cap_mw[t]   (MW at the meter)."""
+    pue = {p.name: p.pue for p in data.scenario.periods}
+    rows = list(m.power_cap_mw.keys())
+    excess = _slack(m, "power_cap", rows)
+
+    def rule(_m, p):
+        cap = m.power_cap_mw[p] + (excess[p] if excess is not None else 0.0)
+        return pue[p] * m.it_power_kw[p] / 1000.0 <= cap
+
+    m.power_cap = pyo.Constraint(rows, rule=rule)
+
+
+def define_capex_budget(m: pyo.ConcreteModel, data: PlanData) -> None:
+    """Σ_r capex_r·bought[r,t] ≤ capex_budget_usd[t]; Σ_t,r capex_r·bought[r,t] ≤ total   (USD)."""
+    rows = list(m.capex_budget_usd.keys())
+    excess = _slack(m, "capex_budget", rows)
+    m.capex_budget = pyo.Constraint(
+        rows,
+        rule=lambda _m, p: (
+            m.capex_spend_usd[p]
+            <= m.capex_budget_usd[p] + (excess[p] if excess is not None else 0.0)
+        ),
+    )
+    if data.scenario.total_budget_usd is not None:
+        total_excess = _slack(m, "total_budget", [0])
+        extra = total_excess[0] if total_excess is not None else 0.0
+        m.total_budget = pyo.Constraint(
+            expr=sum(m.capex_spend_usd[p] for p in m.T) <= m.total_budget_usd + extra
+        )
+
+
+def define_floor_space(m: pyo.ConcreteModel, data: PlanData) -> None:
+    """Σ_r installed[r,t] ≤ floor_space_racks   (rack positions)."""
+    if data.scenario.floor_space_racks is None:
+        return
+    excess = _slack(m, "floor_space", list(m.T))
+    m.floor_space = pyo.Constraint(
+        m.T,
+        rule=lambda _m, p: (
+            sum(m.installed[r, p] for r in m.R)
+            <= m.floor_space_racks + (excess[p] if excess is not None else 0.0)
+        ),
+    )
+
+
+def define_rack_supply(m: pyo.ConcreteModel, data: PlanData) -> None:
+    """bought[r,t] ≤ supply_limit_r per period (racks). Availability is structural: lots exist
+    only from the first period a type can be bought; purchases are lot_size·lots."""
+    rows = [(r, p) for r, p in m.BUY if data.racks[r].option.supply_limit_per_period is not None]
+    excess = _slack(m, "rack_supply_max", rows)
+    m.rack_supply_max = pyo.Constraint(
+        rows,
+        rule=lambda _m, r, p: (
+            m.bought[r, p]
+            <= data.racks[r].option.supply_limit_per_period
+            + (excess[r, p] if excess is not None else 0.0)
+        ),
+    )
+
+
+def define_rack_types_max(m: pyo.ConcreteModel, data: PlanData) -> None:
+    """Σ_r type_used[r] ≤ K and installed[r,t] ≤ M_r·type_used[r] (M_r a valid fleet bound)."""
+    limit = data.scenario.policy.max_rack_types
+    if limit is None:
+        return
+    m.rack_types_max = pyo.Constraint(expr=sum(m.type_used[r] for r in m.R) <= limit)
+    bound = _fleet_upper_bounds(data)
+    m.rack_type_link = pyo.Constraint(
+        m.R, m.T, rule=lambda _m, r, p: m.installed[r, p] <= bound[r] * m.type_used[r]
+    )
+
+
+def _fleet_upper_bounds(data: PlanData) -> dict[str, float]:
+    """A fleet size no optimal plan exceeds: existing + lots to serve every class alone at the
+    type's best rates in the busiest period, rounded up to lots, plus one lot; or the supply."""
+    spare = data.scenario.policy.spare_fraction
+    bounds = {}
+    for r, info in data.racks.items():
+        need = 0.0
+        for p in data.periods:
+            total = 0.0
+            for c in data.classes:
+                for phase, demand in (
+                    ("decode", data.demand_decode),
+                    ("prefill", data.demand_prefill),
+                ):
+                    rates = [
+                        col.decode_rate if phase == "decode" else col.prefill_rate
+                        for col in data.columns
+                        if col.rack == r and col.workload_class == c
+                    ]
+                    best = max(rates, default=0.0)
+                    if best > 0:
+                        total += demand[(c, p)] / best
+            need = max(need, total / (1 - spare))
+        lot = info.option.lot_size
+        by_demand = info.option.installed + math.ceil(need / lot) * lot + lot
+        supply = info.option.supply_limit_per_period
+        by_supply = (
+            info.option.installed + supply * len(data.periods) if supply is not None else math.inf
+        )
+        bounds[r] = float(min(by_demand + _max_int_column_size(data, r), by_supply))
+    return bounds
+
+
+def _max_int_column_size(data: PlanData, rack: str) -> float:
+    return max(
+        (c.racks_per_replica for c in data.columns if c.rack == rack and c.integer), default=0.0
+    )
+
+
+def define_replica_integrality(m: pyo.ConcreteModel, data: PlanData) -> None:
+    """alloc[j,t] = racks_per_replica_j · replicas[j,t], replicas integer (whole replicas)."""
+    m.replica_integrality = pyo.Constraint(
+        m.JT_INT,
+        rule=lambda _m, j, p: m.alloc[j, p] == data.columns[j].racks_per_replica * m.replicas[j, p],
+    )
+
+
+def define_fleet_size_floor(m: pyo.ConcreteModel, data: PlanData) -> None:
+    """Valid inequality: Σ_r installed[r,t] ≥ ⌈max_phase Σ_c demand/best rate / (1 − spare)⌉.
+
+    Each class needs at least demand / (its best rate) racks of allocation in each phase, and
+    allocation ≤ (1 − spare)·installed, so no feasible plan has fewer racks; rounding up
+    tightens the LP relaxation. Omitted under max_served (demand may go unserved) and in
+    elastic mode.
+    """
+    if data.scenario.policy.objective is Objective.max_served or m.elastic:
+        return
+    m.fleet_size_floor = pyo.Constraint(
+        m.T, rule=lambda _m, p: sum(m.installed[r, p] for r in m.R) >= m.fleet_floor[p]
+    )
+
+
+CONSTRAINT_FAMILIES: tuple[Callable[[pyo.ConcreteModel, PlanData], None], ...] = (
+    define_fleet_continuity,
+    define_rack_capacity,
+    define_demand_cover,
+    define_power_cap,
+    define_capex_budget,
+    define_floor_space,
+    define_rack_supply,
+    define_rack_types_max,
+    define_replica_integrality,
+    define_fleet_size_floor,
+)
+"""Every constraint family, in build order."""
+
+RELAXABLE_FAMILIES = {
+    "demand_cover": 100.0,
+    "power_cap": 1.0,
+    "capex_budget": 1.0,
+    "total_budget": 1.0,
+    "floor_space": 1.0,
+    "rack_supply_max": 1.0,
+}
+"""Elastic families and their priority weights: relaxing a limit (power, money, space,
+supply) is preferred to leaving demand unserved."""
+
+
+# ---------------------------------------------------------------------------- objective
+def define_objective(m: pyo.ConcreteModel, data: PlanData) -> None:
+    """min_tco: discounted capex + energy + maintenance − salvage (USD);
+    max_served: maximise Σ demand·served (+ a tiny TCO tie-break);
+    min_power: minimise Σ energy (kWh) (+ a tiny TCO tie-break);
+    elastic: minimise Σ_family weight · slack / scale (relative relaxation)."""
+    if m.elastic:
+        m.objective = pyo.Objective(expr=_elastic_objective(m, data), sense=pyo.minimize)
+        return
+    objective = data.scenario.policy.objective
+    if objective is Objective.max_served:
+        served = sum(m.demand[c, "decode", p] * m.served[c, p] for c in m.C for p in m.T)
+        m.objective = pyo.Objective(
+            expr=served - SERVED_TIEBREAK_USD * m.tco_usd, sense=pyo.maximize
+        )
+    elif objective is Objective.min_power:
+        m.objective = pyo.Objective(
+            expr=sum(m.energy_kwh[p] for p in m.T) + POWER_TIEBREAK_USD * m.tco_usd,
+            sense=pyo.minimize,
+        )
+    else:
+        m.objective = pyo.Objective(expr=m.tco_usd, sense=pyo.minimize)
+
+
+def _elastic_objective(m: pyo.ConcreteModel, data: PlanData):
+    """Σ weight·slack/scale, scale = the row's own limit (demand, cap, budget…), so a 10 %
+    shortfall weighs the same in every row; a tiny TCO term picks the cheapest relaxation."""
+    total = 1e-12 * m.tco_usd
+    for family, weight in RELAXABLE_FAMILIES.items():
+        slack = getattr(m, f"slack_{family}", None)
+        if slack is None:
+            continue
+        for index in slack:
+            total = total + weight * slack[index] / _slack_scale(m, data, family, index)
+    return total
+
+
+def _slack_scale(m: pyo.ConcreteModel, data: PlanData, family: str, index) -> float:
+    if family == "demand_cover":
+        return max(pyo.value(m.demand[index]), 1e-9)
+    if family == "power_cap":
+        return max(pyo.value(m.power_cap_mw[index]), 1e-6)
+    if family == "capex_budget":
+        return max(pyo.value(m.capex_budget_usd[index]), 1.0)
+    if family == "total_budget":
+        return max(pyo.value(m.total_budget_usd), 1.0)
+    if family == "floor_space":
+        return max(pyo.value(m.floor_space_racks), 1.0)
+    r, _ = index
+    return max(float(data.racks[r].option.supply_limit_per_period or 0), 1.0)
+
+
+def build_model(data: PlanData, elastic: bool = False) -> pyo.ConcreteModel:
+    """Build the Pyomo model for ``data`` (see module docstring for the order)."""
+    m = pyo.ConcreteModel(name=data.scenario.name)
+    m.elastic = elastic
+    define_sets(m, data)
+    define_parameters(m, data)
+    define_variables(m, data)
+    define_expressions(m, data)
+    for family in CONSTRAINT_FAMILIES:
+        family(m, data)
+    define_objective(m, data)
+    return m

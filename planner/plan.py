@@ -1,0 +1,370 @@
+"""The plan: a typed, frozen result with tidy tables, filled from a solved model.
+
+Tables (pandas DataFrames, units in column names): purchases, fleet, allocation, service
+(per class and phase: capacity against forecast, SLA achieved), power, costs, cost per
+million tokens by class, shadow prices, baselines.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import pandas as pd
+import pyomo.environ as pyo
+
+from models.scenario import HOURS_PER_YEAR
+from planner.data import Diagnostic, PlanData
+from planner.solve import PlanSolver, SolveOutcome
+
+VALUE_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class Plan:
+    scenario: str
+    outcome: SolveOutcome
+    purchases: pd.DataFrame
+    fleet: pd.DataFrame
+    allocation: pd.DataFrame
+    service: pd.DataFrame
+    power: pd.DataFrame
+    costs: pd.DataFrame
+    cost_per_million_tokens: pd.DataFrame
+    tco_usd: float
+    """Discounted TCO of this plan, USD (equals the objective under min_tco)."""
+    shadow_prices: pd.DataFrame = field(default_factory=pd.DataFrame)
+    baselines: pd.DataFrame = field(default_factory=pd.DataFrame)
+    explanation: tuple[str, ...] = ()
+    diagnostics: tuple[Diagnostic, ...] = ()
+
+    @property
+    def status(self) -> str:
+        return self.outcome.status
+
+    def with_extras(self, **changes: object) -> Plan:
+        return replace(self, **changes)
+
+    def as_json(self) -> dict:
+        """The plan as JSON (the CLI/REST contract keys)."""
+
+        def records(frame: pd.DataFrame) -> list[dict]:
+            return json_records(frame)
+
+        o = self.outcome
+        return {
+            "scenario": self.scenario,
+            "status": o.status,
+            "objective_usd": o.objective,
+            "best_bound_usd": o.best_bound,
+            "gap": o.gap,
+            "tco_usd": self.tco_usd,
+            "solver": {
+                "name": "HiGHS",
+                "version": o.highs_version,
+                "termination": o.termination,
+                "build_s": o.build_s,
+                "solve_s": o.solve_s,
+                "variables": o.variables,
+                "integer_variables": o.integer_variables,
+                "constraints": o.constraints,
+            },
+            "purchases": records(self.purchases),
+            "fleet": records(self.fleet),
+            "allocation": records(self.allocation),
+            "service": records(self.service),
+            "power": records(self.power),
+            "costs": records(self.costs),
+            "cost_per_million_tokens": records(self.cost_per_million_tokens),
+            "shadow_prices": records(self.shadow_prices),
+            "baselines": records(self.baselines),
+            "explanation": list(self.explanation),
+            "diagnostics": [d.message for d in self.diagnostics],
+        }
+
+
+def json_records(frame: pd.DataFrame) -> list[dict]:
+    """DataFrame rows as JSON-safe dicts (NaN → None, numpy scalars → Python)."""
+    rows = []
+    for row in frame.to_dict(orient="records"):
+        clean = {}
+        for key, value in row.items():
+            if isinstance(value, float) and math.isnan(value):
+                value = None
+            elif hasattr(value, "item"):
+                value = value.item()
+            clean[key] = value
+        rows.append(clean)
+    return rows
+
+
+def _value(x) -> float:
+    v = pyo.value(x, exception=False)
+    return 0.0 if v is None else float(v)
+
+
+def _round_count(x: float) -> float:
+    nearest = round(x)
+    return float(nearest) if abs(x - nearest) < 1e-6 else x
+
+
+def extract_plan(data: PlanData, solver: PlanSolver, outcome: SolveOutcome) -> Plan:
+    """Read the loaded solution into tables. Call only when ``outcome.has_solution``."""
+    m = solver.model
+    s = data.scenario
+    periods = data.periods
+    purchases, fleet = [], []
+    for t, p in enumerate(periods):
+        for r, info in data.racks.items():
+            bought = _round_count(_value(m.bought[r, p]))
+            installed = _round_count(_value(m.installed[r, p]))
+            retired = _round_count(_value(m.retired[r, p]))
+            if bought > VALUE_TOLERANCE:
+                purchases.append(
+                    {
+                        "period": p,
+                        "rack": r,
+                        "racks_bought": bought,
+                        "lots": bought / info.option.lot_size,
+                        "capex_usd": bought * _value(m.capex_usd[r]),
+                    }
+                )
+            fleet.append(
+                {
+                    "period": p,
+                    "rack": r,
+                    "racks_installed": installed,
+                    "racks_bought": bought,
+                    "racks_retired": retired,
+                    "it_power_kw_at_load": installed * info.power_kw_at_load,
+                }
+            )
+    allocation = []
+    for j, p in m.JT:
+        racks = _value(m.alloc[j, p])
+        if racks <= VALUE_TOLERANCE:
+            continue
+        col = data.columns[j]
+        allocation.append(
+            {
+                "period": p,
+                "class": col.workload_class,
+                "mode": col.mode.value,
+                "rack": col.rack,
+                "racks": racks,
+                "replicas": racks / col.racks_per_replica,
+                "batch_size": col.batch_size,
+                "chips_per_replica": col.chips_per_replica,
+                "racks_per_replica": col.racks_per_replica,
+                "output_tokens_per_s_per_rack": col.decode_rate,
+                "prompt_tokens_per_s_per_rack": col.prefill_rate,
+                "ttft_ms": col.ttft_ms,
+                "tpot_ms": col.tpot_ms,
+                "power_kw_per_rack": col.power_kw,
+                "source": col.source,
+                "column": j,
+            }
+        )
+    allocation_frame = pd.DataFrame(allocation, columns=_ALLOCATION_COLUMNS)
+    fleet_frame = pd.DataFrame(fleet)
+    costs = _costs(data, m)
+    return Plan(
+        scenario=s.name,
+        outcome=outcome,
+        purchases=pd.DataFrame(
+            purchases, columns=["period", "rack", "racks_bought", "lots", "capex_usd"]
+        ),
+        fleet=fleet_frame,
+        allocation=allocation_frame,
+        service=_service(data, allocation_frame),
+        power=_power(data, fleet_frame, allocation_frame),
+        costs=costs,
+        cost_per_million_tokens=_cost_per_million_tokens(data, fleet_frame, allocation_frame),
+        tco_usd=_value(m.tco_usd),
+        diagnostics=tuple(data.diagnostics),
+    )
+
+
+_ALLOCATION_COLUMNS = [
+    "period", "class", "mode", "rack", "racks", "replicas", "batch_size", "chips_per_replica",
+    "racks_per_replica", "output_tokens_per_s_per_rack", "prompt_tokens_per_s_per_rack", "ttft_ms",
+    "tpot_ms", "power_kw_per_rack", "source", "column",
+]  # fmt: skip
+
+
+def _service(data: PlanData, allocation: pd.DataFrame) -> pd.DataFrame:
+    """Per class, phase and period: forecast, capacity, utilisation and the SLA achieved."""
+    rows = []
+    for cls in data.scenario.classes:
+        for p in data.periods:
+            mine = allocation[(allocation["class"] == cls.name) & (allocation["period"] == p)]
+            for phase, rate_column, demand in (
+                ("decode", "output_tokens_per_s_per_rack", data.demand_decode),
+                ("prefill", "prompt_tokens_per_s_per_rack", data.demand_prefill),
+            ):
+                used = mine[mine[rate_column] > 0]
+                capacity = float((used["racks"] * used[rate_column]).sum())
+                forecast = demand[(cls.name, p)] * cls.max_utilisation
+                latency_column = "tpot_ms" if phase == "decode" else "ttft_ms"
+                target = cls.tpot_ms if phase == "decode" else cls.ttft_ms
+                worst = used[latency_column].max() if len(used) else None
+                rows.append(
+                    {
+                        "period": p,
+                        "class": cls.name,
+                        "phase": phase,
+                        "forecast_tokens_per_s": forecast,
+                        "capacity_tokens_per_s": capacity,
+                        "utilisation": forecast / capacity if capacity > 0 else None,
+                        "max_utilisation": cls.max_utilisation,
+                        "worst_latency_ms": None
+                        if worst is None or pd.isna(worst)
+                        else float(worst),
+                        "target_ms": target,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def _power(data: PlanData, fleet: pd.DataFrame, allocation: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for period in data.scenario.periods:
+        p = period.name
+        provisioned = float(fleet.loc[fleet["period"] == p, "it_power_kw_at_load"].sum())
+        installed = fleet[fleet["period"] == p].set_index("rack")["racks_installed"]
+        idle = sum(installed.get(r, 0.0) * info.power_kw_idle for r, info in data.racks.items())
+        here = allocation[allocation["period"] == p]
+        extra = sum(
+            row.racks * (row.power_kw_per_rack - data.racks[row.rack].power_kw_idle)
+            for row in here.itertuples()
+        )
+        site_mw = provisioned * period.pue / 1000.0
+        rows.append(
+            {
+                "period": p,
+                "it_power_kw_provisioned": provisioned,
+                "it_power_kw_operating": idle + extra,
+                "pue": period.pue,
+                "site_power_mw": site_mw,
+                "power_cap_mw": period.power_cap_mw,
+                "headroom_mw": None
+                if period.power_cap_mw is None
+                else period.power_cap_mw - site_mw,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _costs(data: PlanData, m: pyo.ConcreteModel) -> pd.DataFrame:
+    rows = []
+    for t, p in enumerate(data.periods):
+        capex = _value(m.capex_spend_usd[p])
+        energy = _value(m.energy_usd[p])
+        maintenance = _value(m.maintenance_usd[p])
+        nominal = capex + energy + maintenance
+        factor = data.discount_factor(t)
+        rows.append(
+            {
+                "period": p,
+                "capex_usd": capex,
+                "energy_usd": energy,
+                "energy_kwh": _value(m.energy_kwh[p]),
+                "maintenance_usd": maintenance,
+                "salvage_usd": 0.0,
+                "total_usd": nominal,
+                "discount_factor": factor,
+                "discounted_usd": factor * nominal,
+            }
+        )
+    salvage = _value(m.salvage_usd)
+    if salvage:
+        end = data.end_discount_factor()
+        rows.append(
+            {
+                "period": "salvage",
+                "capex_usd": 0.0,
+                "energy_usd": 0.0,
+                "energy_kwh": 0.0,
+                "maintenance_usd": 0.0,
+                "salvage_usd": -salvage / end,
+                "total_usd": -salvage / end,
+                "discount_factor": end,
+                "discounted_usd": -salvage,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _cost_per_million_tokens(
+    data: PlanData, fleet: pd.DataFrame, allocation: pd.DataFrame
+) -> pd.DataFrame:
+    """Levelised $ per million output tokens by class: Σ_t df·cost_c,t / Σ_t df·tokens_c,t.
+
+    cost_c,t: each rack type's cost in t (capex of purchases spread straight-line over the
+    periods they serve within the horizon — their lifetime, or to the horizon end without
+    salvage — plus maintenance and idle energy) is shared among classes by their share of
+    the allocated racks of that type; each class adds the energy above idle of its own
+    allocation. Existing racks carry no capex (sunk). Spare and unallocated racks are paid
+    for by the classes using that type.
+    """
+    s = data.scenario
+    periods = data.periods
+    count = len(periods)
+    amortised = {(r, p): 0.0 for r in data.racks for p in periods}
+    for row in fleet.itertuples():
+        if row.racks_bought <= 0:
+            continue
+        t = periods.index(row.period)
+        life = data.racks[row.rack].option.lifetime_periods
+        span = (
+            life
+            if (life is not None and s.economics.salvage == "linear")
+            else min(life or count, count - t)
+        )
+        serve_until = min(count, t + span)
+        for k in range(t, serve_until):
+            amortised[(row.rack, periods[k])] += (
+                row.racks_bought * data.racks[row.rack].capex_usd / span
+            )
+    cost = {c.name: 0.0 for c in s.classes}
+    tokens = {c.name: 0.0 for c in s.classes}
+    maintenance = s.economics.maintenance_fraction_per_year
+    for t, period in enumerate(s.periods):
+        p = period.name
+        factor = data.discount_factor(t)
+        for c in s.classes:
+            tokens[c.name] += factor * data.forecast_output[(c.name, p)] * period.hours * 3600 / 1e6
+        here = allocation[allocation["period"] == p]
+        for r, info in data.racks.items():
+            installed = float(
+                fleet.loc[(fleet["period"] == p) & (fleet["rack"] == r), "racks_installed"].sum()
+            )
+            mine = here[here["rack"] == r]
+            used = float(mine["racks"].sum())
+            if installed <= 0 or used <= 0:
+                continue
+            rack_cost = (
+                amortised[(r, p)]
+                + maintenance * period.hours / HOURS_PER_YEAR * info.capex_usd * installed
+                + period.hours
+                * period.pue
+                * period.electricity_usd_per_kwh
+                * info.power_kw_idle
+                * installed
+            )
+            for row in mine.itertuples():
+                active = (
+                    period.hours * period.pue * period.electricity_usd_per_kwh
+                    * (row.power_kw_per_rack - info.power_kw_idle) * row.racks
+                )  # fmt: skip
+                cost[row._2] += factor * (rack_cost * row.racks / used + active)
+    rows = [
+        {
+            "class": c,
+            "cost_usd_discounted": cost[c],
+            "output_tokens_million_discounted": tokens[c],
+            "usd_per_million_output_tokens": cost[c] / tokens[c] if tokens[c] > 0 else None,
+        }
+        for c in cost
+    ]
+    return pd.DataFrame(rows)

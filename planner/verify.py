@@ -1,0 +1,370 @@
+"""Independent plan checker: recompute every constraint, the SLAs and the cost of a plan from
+the plan's tables, the scenario and the catalog — never from the solver's model.
+
+Rates and latencies of roofline allocations are recomputed from the physics (rack, LLM,
+workload, replica size, batch); measured ones are taken from the scenario. Returns the
+list of violations (empty = the plan checks out).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from catalogs.loader import Catalog
+from models.base import Phase
+from models.hardware import RackType
+from models.operating_points import ReplicaSet
+from models.scenario import HOURS_PER_YEAR, Scenario
+from models.serving import aggregated_rates
+from models.workload import PRECISIONS
+from planner.plan import Plan
+
+REL_TOL = 1e-6
+ABS_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Violation:
+    check: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.message}"
+
+
+def _over(value: float, limit: float) -> bool:
+    return value > limit + ABS_TOL + REL_TOL * abs(limit)
+
+
+def _rack_spec(scenario: Scenario, catalog: Catalog, rack_id: str) -> RackType:
+    option = next(o for o in scenario.racks if o.rack == rack_id)
+    spec = catalog.racks[rack_id]
+    update = {
+        k: getattr(option, k)
+        for k in ("capex_usd", "power_kw_at_load", "power_kw_idle")
+        if getattr(option, k) is not None
+    }
+    return RackType.model_validate(spec.model_dump() | update) if update else spec
+
+
+def verify_plan(plan: Plan, scenario: Scenario, catalog: Catalog) -> list[Violation]:
+    """Every check below; each appends violations with the period, rack or class at fault."""
+    racks = {o.rack: _rack_spec(scenario, catalog, o.rack) for o in scenario.racks}
+    violations: list[Violation] = []
+    installed = _check_fleet(plan, scenario, violations)
+    _check_purchases(plan, scenario, violations)
+    _check_capacity(plan, scenario, installed, violations)
+    _check_rates_and_slas(plan, scenario, catalog, racks, violations)
+    _check_demand(plan, scenario, violations)
+    _check_power(plan, scenario, racks, installed, violations)
+    _check_money_and_space(plan, scenario, racks, installed, violations)
+    _check_cost(plan, scenario, racks, installed, violations)
+    return violations
+
+
+def _check_fleet(
+    plan: Plan, scenario: Scenario, out: list[Violation]
+) -> dict[tuple[str, str], float]:
+    """installed[r,t] = existing (until it retires) + purchases still within their lifetime."""
+    periods = [p.name for p in scenario.periods]
+    bought = defaultdict(float)
+    for row in plan.purchases.itertuples():
+        bought[(row.rack, row.period)] += row.racks_bought
+    installed = {}
+    for option in scenario.racks:
+        retire = (
+            periods.index(option.existing_retire_period) if option.existing_retire_period else None
+        )
+        for t, p in enumerate(periods):
+            count = option.installed if retire is None or t < retire else 0
+            for k in range(t + 1):
+                life = option.lifetime_periods
+                if life is None or t < k + life:
+                    count += bought[(option.rack, periods[k])]
+            installed[(option.rack, p)] = count
+    reported = {(row.rack, row.period): row.racks_installed for row in plan.fleet.itertuples()}
+    for key, count in installed.items():
+        if abs(reported.get(key, 0.0) - count) > ABS_TOL:
+            out.append(
+                Violation(
+                    "fleet",
+                    f"{key[0]} in {key[1]}: plan says {reported.get(key, 0.0):g} installed, purchases and lifetimes give {count:g}",
+                )
+            )
+    return installed
+
+
+def _check_purchases(plan: Plan, scenario: Scenario, out: list[Violation]) -> None:
+    periods = [p.name for p in scenario.periods]
+    options = {o.rack: o for o in scenario.racks}
+    for row in plan.purchases.itertuples():
+        option = options.get(row.rack)
+        if option is None:
+            out.append(Violation("purchases", f"{row.rack} is not a rack type of the scenario"))
+            continue
+        if (
+            abs(row.racks_bought - round(row.racks_bought)) > ABS_TOL
+            or round(row.racks_bought) % option.lot_size
+        ):
+            out.append(
+                Violation(
+                    "lots",
+                    f"{row.rack} in {row.period}: {row.racks_bought:g} racks is not a multiple of the lot size {option.lot_size}",
+                )
+            )
+        first = periods.index(option.first_period) if option.first_period else 0
+        if periods.index(row.period) < first:
+            out.append(
+                Violation(
+                    "availability",
+                    f"{row.rack} bought in {row.period}, before it is available ({option.first_period})",
+                )
+            )
+        limit = option.supply_limit_per_period
+        if limit is not None and _over(row.racks_bought, limit):
+            out.append(
+                Violation(
+                    "supply",
+                    f"{row.rack} in {row.period}: {row.racks_bought:g} bought, supply limit {limit}",
+                )
+            )
+
+
+def _check_capacity(plan: Plan, scenario: Scenario, installed: dict, out: list[Violation]) -> None:
+    spare = scenario.policy.spare_fraction
+    used = (
+        plan.allocation.groupby(["rack", "period"])["racks"].sum() if len(plan.allocation) else {}
+    )
+    for (rack, period), racks in dict(used).items():
+        limit = (1 - spare) * installed.get((rack, period), 0.0)
+        if _over(racks, limit):
+            out.append(
+                Violation(
+                    "capacity",
+                    f"{rack} in {period}: {racks:.4g} racks allocated, {limit:.4g} available after {spare:.0%} spares",
+                )
+            )
+    for row in plan.allocation.itertuples():
+        if row.racks < -ABS_TOL:
+            out.append(Violation("capacity", f"negative allocation {row.racks} of {row.rack}"))
+
+
+def _check_rates_and_slas(
+    plan: Plan, scenario: Scenario, catalog: Catalog, racks: dict, out: list[Violation]
+) -> None:
+    """Recompute each roofline allocation's rate, latency and power; check the class's SLA."""
+    measured = {(m.rack, m.workload_class, m.mode.value): m for m in scenario.measured_rates}
+    for row in plan.allocation.itertuples():
+        cls = scenario.workload_class(row._2)
+        key = (row.rack, cls.name, row.mode)
+        if key in measured:
+            m = measured[key]
+            rate, ttft, tpot, power = m.tokens_per_s_per_rack, m.ttft_ms, m.tpot_ms, m.power_kw
+        else:
+            rate, ttft, tpot, power = _recompute(row, cls, racks[row.rack], catalog)
+        plan_rate = (
+            row.prompt_tokens_per_s_per_rack
+            if row.mode == "prefill"
+            else row.output_tokens_per_s_per_rack
+        )
+        if abs(rate - plan_rate) > 1e-6 * max(rate, 1.0):
+            out.append(
+                Violation(
+                    "rate",
+                    f"{cls.name} {row.mode} on {row.rack} in {row.period}: plan rate {plan_rate:.6g}, physics gives {rate:.6g} tokens/s per rack",
+                )
+            )
+        if abs(power - row.power_kw_per_rack) > 1e-6 * max(power, 1.0):
+            out.append(
+                Violation(
+                    "rate",
+                    f"{cls.name} {row.mode} on {row.rack}: plan power {row.power_kw_per_rack:.6g} kW, physics gives {power:.6g}",
+                )
+            )
+        if cls.ttft_ms is not None and ttft is not None and _over(ttft, cls.ttft_ms):
+            out.append(
+                Violation(
+                    "sla",
+                    f"{cls.name} on {row.rack} ({row.mode}) in {row.period}: TTFT {ttft:.4g} ms > {cls.ttft_ms:g} ms",
+                )
+            )
+        if cls.tpot_ms is not None and tpot is not None and _over(tpot, cls.tpot_ms):
+            out.append(
+                Violation(
+                    "sla",
+                    f"{cls.name} on {row.rack} ({row.mode}) in {row.period}: TPOT {tpot:.4g} ms > {cls.tpot_ms:g} ms",
+                )
+            )
+
+
+def _recompute(
+    row, cls, rack: RackType, catalog: Catalog
+) -> tuple[float, float | None, float | None, float]:
+    llm = catalog.llms[cls.llm]
+    replicas = ReplicaSet.build(
+        rack, llm, PRECISIONS[cls.precision], cls.workload(), catalog.efficiency_for(rack)
+    )
+    matches = np.flatnonzero(replicas.chips == row.chips_per_replica)
+    if matches.size == 0:
+        return float("nan"), None, None, float("nan")
+    size = matches[:1]
+    batch = np.array([float(row.batch_size)])
+    if row.mode == "aggregated":
+        rate, tpot, ttft = aggregated_rates(replicas, size, batch)
+        from models.roofline import aggregated_step
+
+        times = aggregated_step(
+            replicas.hw.take(size), llm, replicas.precision, replicas.workload, batch
+        )
+        power = (
+            rack.power_kw_idle
+            + (rack.power_kw_at_load - rack.power_kw_idle)
+            * replicas.chips_used_share[size]
+            * times.busy_fraction
+        )
+        return float(rate[0]), float(ttft[0]), float(tpot[0]), float(power[0])
+    phase = Phase(row.mode)
+    point = replicas.evaluate(phase, size, batch)
+    latency = float(point.latency_ms[0])
+    return (
+        float(point.tokens_per_s_per_rack[0]),
+        latency if phase is Phase.prefill else None,
+        latency if phase is Phase.decode else None,
+        float(point.power_kw[0]),
+    )
+
+
+def _check_demand(plan: Plan, scenario: Scenario, out: list[Violation]) -> None:
+    """Σ racks·rate ≥ forecast / max utilisation, per class, phase and period."""
+    supplied = defaultdict(float)
+    for row in plan.allocation.itertuples():
+        supplied[(row._2, "decode", row.period)] += row.racks * row.output_tokens_per_s_per_rack
+        supplied[(row._2, "prefill", row.period)] += row.racks * row.prompt_tokens_per_s_per_rack
+    for d in scenario.demand:
+        cls = scenario.workload_class(d.workload_class)
+        prompt, output = d.token_rates(cls)
+        for phase, need in (("decode", output), ("prefill", prompt)):
+            required = need / cls.max_utilisation
+            got = supplied[(cls.name, phase, d.period)]
+            if got < required * (1 - REL_TOL) - ABS_TOL:
+                out.append(
+                    Violation(
+                        "demand",
+                        f"{cls.name} {phase} in {d.period}: {got:.6g} tokens/s provisioned, {required:.6g} needed ({need:.6g} at ρ={cls.max_utilisation:g})",
+                    )
+                )
+
+
+def _check_power(
+    plan: Plan, scenario: Scenario, racks: dict, installed: dict, out: list[Violation]
+) -> None:
+    for period in scenario.periods:
+        it_kw = sum(
+            installed[(r, period.name)] * spec.power_kw_at_load for r, spec in racks.items()
+        )
+        site_mw = it_kw * period.pue / 1000.0
+        if period.power_cap_mw is not None and _over(site_mw, period.power_cap_mw):
+            out.append(
+                Violation(
+                    "power",
+                    f"{period.name}: {site_mw:.4g} MW at the meter, cap {period.power_cap_mw:g} MW",
+                )
+            )
+
+
+def _check_money_and_space(
+    plan: Plan, scenario: Scenario, racks: dict, installed: dict, out: list[Violation]
+) -> None:
+    spend = defaultdict(float)
+    for row in plan.purchases.itertuples():
+        spend[row.period] += row.racks_bought * racks[row.rack].capex_usd
+    for period in scenario.periods:
+        if period.capex_budget_usd is not None and _over(
+            spend[period.name], period.capex_budget_usd
+        ):
+            out.append(
+                Violation(
+                    "budget",
+                    f"{period.name}: capex ${spend[period.name]:,.0f} > budget ${period.capex_budget_usd:,.0f}",
+                )
+            )
+        total_racks = sum(installed[(r, period.name)] for r in racks)
+        if scenario.floor_space_racks is not None and _over(
+            total_racks, scenario.floor_space_racks
+        ):
+            out.append(
+                Violation(
+                    "space",
+                    f"{period.name}: {total_racks:g} racks installed, {scenario.floor_space_racks} positions",
+                )
+            )
+    if scenario.total_budget_usd is not None and _over(
+        sum(spend.values()), scenario.total_budget_usd
+    ):
+        out.append(
+            Violation(
+                "budget",
+                f"total capex ${sum(spend.values()):,.0f} > ${scenario.total_budget_usd:,.0f}",
+            )
+        )
+    limit = scenario.policy.max_rack_types
+    if limit is not None:
+        used = {r for (r, _), n in installed.items() if n > ABS_TOL}
+        if len(used) > limit:
+            out.append(
+                Violation(
+                    "rack_types",
+                    f"{len(used)} rack types used ({', '.join(sorted(used))}), at most {limit}",
+                )
+            )
+
+
+def _check_cost(
+    plan: Plan, scenario: Scenario, racks: dict, installed: dict, out: list[Violation]
+) -> None:
+    """TCO = Σ_t df_t·(capex + energy + maintenance) − discounted salvage, from the tables."""
+    econ = scenario.economics
+    periods = [p.name for p in scenario.periods]
+    spend = defaultdict(float)
+    for row in plan.purchases.itertuples():
+        spend[row.period] += row.racks_bought * racks[row.rack].capex_usd
+    active = defaultdict(float)
+    for row in plan.allocation.itertuples():
+        active[row.period] += row.racks * (row.power_kw_per_rack - racks[row.rack].power_kw_idle)
+    total, years = 0.0, 0.0
+    for period in scenario.periods:
+        p = period.name
+        factor = (1 + econ.discount_rate_per_year) ** (-years)
+        idle_kw = sum(installed[(r, p)] * spec.power_kw_idle for r, spec in racks.items())
+        energy = period.hours * period.pue * (idle_kw + active[p]) * period.electricity_usd_per_kwh
+        maintenance = (
+            econ.maintenance_fraction_per_year
+            * period.hours
+            / HOURS_PER_YEAR
+            * sum(installed[(r, p)] * spec.capex_usd for r, spec in racks.items())
+        )
+        total += factor * (spend[p] + energy + maintenance)
+        years += period.hours / HOURS_PER_YEAR
+    if econ.salvage == "linear":
+        end = (1 + econ.discount_rate_per_year) ** (-years)
+        options = {o.rack: o for o in scenario.racks}
+        for row in plan.purchases.itertuples():
+            life = options[row.rack].lifetime_periods
+            if life is None:
+                continue
+            remaining = periods.index(row.period) + life - len(periods)
+            if remaining > 0:
+                total -= end * remaining / life * row.racks_bought * racks[row.rack].capex_usd
+    if abs(total - plan.tco_usd) > 1e-6 * max(abs(total), 1.0):
+        out.append(Violation("cost", f"plan TCO ${plan.tco_usd:,.2f}, recomputed ${total:,.2f}"))
+    if scenario.policy.objective.value == "min_tco" and plan.outcome.objective is not None:
+        if abs(plan.outcome.objective - total) > 1e-6 * max(abs(total), 1.0):
+            out.append(
+                Violation(
+                    "cost",
+                    f"solver objective ${plan.outcome.objective:,.2f}, recomputed TCO ${total:,.2f}",
+                )
+            )
