@@ -57,7 +57,8 @@ class Column:
 
     @property
     def key(self) -> str:
-        return f"{self.rack}|{self.workload_class}|{self.mode.value}|b{self.batch_size}|n{self.chips_per_replica}"
+        point = f"b{self.batch_size}|n{self.chips_per_replica}"
+        return f"{self.rack}|{self.workload_class}|{self.mode.value}|{point}"
 
 
 @dataclass(frozen=True)
@@ -385,7 +386,8 @@ def build_columns(
                 Diagnostic(
                     "llm_fits_no_rack",
                     f"class '{cls.name}': {cls.llm} fits no rack type in the scenario "
-                    f"(weights {llm.params_total_b * PRECISIONS[cls.precision].weight_bytes:.0f} GB at {cls.precision})",
+                    f"(weights {llm.params_total_b * PRECISIONS[cls.precision].weight_bytes:.0f} "
+                    f"GB at {cls.precision})",
                     True,
                     cls.name,
                 )
@@ -404,7 +406,8 @@ def build_columns(
                 diagnostics.append(
                     Diagnostic(
                         "sla_unreachable",
-                        f"class '{cls.name}': {label} {target} ms unreachable for {phase_name} — {detail}",
+                        f"class '{cls.name}': {label} {target} ms unreachable for {phase_name} — "
+                        f"{detail}",
                         True,
                         cls.name,
                     )

@@ -114,7 +114,7 @@ def extract_plan(data: PlanData, solver: PlanSolver, outcome: SolveOutcome) -> P
     s = data.scenario
     periods = data.periods
     purchases, fleet = [], []
-    for t, p in enumerate(periods):
+    for p in periods:
         for r, info in data.racks.items():
             bought = _round_count(_value(m.bought[r, p]))
             installed = _round_count(_value(m.installed[r, p]))

@@ -91,7 +91,8 @@ def _check_fleet(
             out.append(
                 Violation(
                     "fleet",
-                    f"{key[0]} in {key[1]}: plan says {reported.get(key, 0.0):g} installed, purchases and lifetimes give {count:g}",
+                    f"{key[0]} in {key[1]}: plan says {reported.get(key, 0.0):g} installed, "
+                    f"purchases and lifetimes give {count:g}",
                 )
             )
     return installed
@@ -112,7 +113,8 @@ def _check_purchases(plan: Plan, scenario: Scenario, out: list[Violation]) -> No
             out.append(
                 Violation(
                     "lots",
-                    f"{row.rack} in {row.period}: {row.racks_bought:g} racks is not a multiple of the lot size {option.lot_size}",
+                    f"{row.rack} in {row.period}: {row.racks_bought:g} racks is not a multiple of "
+                    f"the lot size {option.lot_size}",
                 )
             )
         first = periods.index(option.first_period) if option.first_period else 0
@@ -120,7 +122,8 @@ def _check_purchases(plan: Plan, scenario: Scenario, out: list[Violation]) -> No
             out.append(
                 Violation(
                     "availability",
-                    f"{row.rack} bought in {row.period}, before it is available ({option.first_period})",
+                    f"{row.rack} bought in {row.period}, before it is available "
+                    f"({option.first_period})",
                 )
             )
         limit = option.supply_limit_per_period
@@ -128,7 +131,8 @@ def _check_purchases(plan: Plan, scenario: Scenario, out: list[Violation]) -> No
             out.append(
                 Violation(
                     "supply",
-                    f"{row.rack} in {row.period}: {row.racks_bought:g} bought, supply limit {limit}",
+                    f"{row.rack} in {row.period}: {row.racks_bought:g} bought, supply limit "
+                    f"{limit}",
                 )
             )
 
@@ -144,7 +148,8 @@ def _check_capacity(plan: Plan, scenario: Scenario, installed: dict, out: list[V
             out.append(
                 Violation(
                     "capacity",
-                    f"{rack} in {period}: {racks:.4g} racks allocated, {limit:.4g} available after {spare:.0%} spares",
+                    f"{rack} in {period}: {racks:.4g} racks allocated, {limit:.4g} available after "
+                    f"{spare:.0%} spares",
                 )
             )
     for row in plan.allocation.itertuples():
@@ -174,28 +179,32 @@ def _check_rates_and_slas(
             out.append(
                 Violation(
                     "rate",
-                    f"{cls.name} {row.mode} on {row.rack} in {row.period}: plan rate {plan_rate:.6g}, physics gives {rate:.6g} tokens/s per rack",
+                    f"{cls.name} {row.mode} on {row.rack} in {row.period}: plan rate "
+                    f"{plan_rate:.6g}, physics gives {rate:.6g} tokens/s per rack",
                 )
             )
         if abs(power - row.power_kw_per_rack) > 1e-6 * max(power, 1.0):
             out.append(
                 Violation(
                     "rate",
-                    f"{cls.name} {row.mode} on {row.rack}: plan power {row.power_kw_per_rack:.6g} kW, physics gives {power:.6g}",
+                    f"{cls.name} {row.mode} on {row.rack}: plan power {row.power_kw_per_rack:.6g} "
+                    f"kW, physics gives {power:.6g}",
                 )
             )
         if cls.ttft_ms is not None and ttft is not None and _over(ttft, cls.ttft_ms):
             out.append(
                 Violation(
                     "sla",
-                    f"{cls.name} on {row.rack} ({row.mode}) in {row.period}: TTFT {ttft:.4g} ms > {cls.ttft_ms:g} ms",
+                    f"{cls.name} on {row.rack} ({row.mode}) in {row.period}: TTFT {ttft:.4g} ms > "
+                    f"{cls.ttft_ms:g} ms",
                 )
             )
         if cls.tpot_ms is not None and tpot is not None and _over(tpot, cls.tpot_ms):
             out.append(
                 Violation(
                     "sla",
-                    f"{cls.name} on {row.rack} ({row.mode}) in {row.period}: TPOT {tpot:.4g} ms > {cls.tpot_ms:g} ms",
+                    f"{cls.name} on {row.rack} ({row.mode}) in {row.period}: TPOT {tpot:.4g} ms > "
+                    f"{cls.tpot_ms:g} ms",
                 )
             )
 
@@ -253,7 +262,8 @@ def _check_demand(plan: Plan, scenario: Scenario, out: list[Violation]) -> None:
                 out.append(
                     Violation(
                         "demand",
-                        f"{cls.name} {phase} in {d.period}: {got:.6g} tokens/s provisioned, {required:.6g} needed ({need:.6g} at ρ={cls.max_utilisation:g})",
+                        f"{cls.name} {phase} in {d.period}: {got:.6g} tokens/s provisioned, "
+                        f"{required:.6g} needed ({need:.6g} at ρ={cls.max_utilisation:g})",
                     )
                 )
 
@@ -288,7 +298,8 @@ def _check_money_and_space(
             out.append(
                 Violation(
                     "budget",
-                    f"{period.name}: capex ${spend[period.name]:,.0f} > budget ${period.capex_budget_usd:,.0f}",
+                    f"{period.name}: capex ${spend[period.name]:,.0f} > budget "
+                    f"${period.capex_budget_usd:,.0f}",
                 )
             )
         total_racks = sum(installed[(r, period.name)] for r in racks)
@@ -298,7 +309,8 @@ def _check_money_and_space(
             out.append(
                 Violation(
                     "space",
-                    f"{period.name}: {total_racks:g} racks installed, {scenario.floor_space_racks} positions",
+                    f"{period.name}: {total_racks:g} racks installed, {scenario.floor_space_racks} "
+                    "positions",
                 )
             )
     if scenario.total_budget_usd is not None and _over(
@@ -360,11 +372,12 @@ def _check_cost(
                 total -= end * remaining / life * row.racks_bought * racks[row.rack].capex_usd
     if abs(total - plan.tco_usd) > 1e-6 * max(abs(total), 1.0):
         out.append(Violation("cost", f"plan TCO ${plan.tco_usd:,.2f}, recomputed ${total:,.2f}"))
-    if scenario.policy.objective.value == "min_tco" and plan.outcome.objective is not None:
-        if abs(plan.outcome.objective - total) > 1e-6 * max(abs(total), 1.0):
+    solver_objective = plan.outcome.objective
+    if scenario.policy.objective.value == "min_tco" and solver_objective is not None:  # noqa: SIM102
+        if abs(solver_objective - total) > 1e-6 * max(abs(total), 1.0):
             out.append(
                 Violation(
                     "cost",
-                    f"solver objective ${plan.outcome.objective:,.2f}, recomputed TCO ${total:,.2f}",
+                    f"solver objective ${solver_objective:,.2f}, recomputed TCO ${total:,.2f}",
                 )
             )

@@ -1,0 +1,172 @@
+"""One call from a scenario to a checked, explained plan.
+
+prepare → (pre-solve diagnostics) → build + solve → extract → verify → shadow prices →
+baselines → explanation; an infeasible MIP gets an elastic re-solve that names the
+smallest relaxations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from catalogs.loader import Catalog
+from models.scenario import Objective, Scenario
+from planner.baselines import baselines as compute_baselines
+from planner.data import PlanData, prepare
+from planner.diagnose import Relaxation, explain_infeasible
+from planner.plan import Plan, extract_plan
+from planner.shadow import shadow_prices
+from planner.solve import PlanSolver, SolveOptions, SolveOutcome
+from planner.verify import Violation, verify_plan
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """A plan (when one exists), the checker's verdict, and the explanation."""
+
+    status: str
+    plan: Plan | None
+    violations: tuple[Violation, ...]
+    relaxations: tuple[Relaxation, ...]
+    explanation: tuple[str, ...]
+    data: PlanData
+    solver: PlanSolver | None = None
+
+    @property
+    def feasible(self) -> bool:
+        return self.plan is not None
+
+    def as_json(self) -> dict:
+        if self.plan is not None:
+            body = self.plan.as_json()
+        else:
+            body = {
+                "scenario": self.data.scenario.name,
+                "status": self.status,
+                "objective_usd": None,
+                "best_bound_usd": None,
+                "gap": None,
+                **{
+                    k: []
+                    for k in (
+                        "purchases",
+                        "fleet",
+                        "allocation",
+                        "power",
+                        "costs",
+                        "shadow_prices",
+                        "baselines",
+                    )
+                },
+            }
+        body["status"] = self.status
+        body["explanation"] = list(self.explanation)
+        body["relaxations"] = [
+            {
+                "family": r.family,
+                "index": list(r.index),
+                "amount": r.amount,
+                "message": r.message,
+                "alone": r.alone,
+            }
+            for r in self.relaxations
+        ]
+        body["verification"] = [str(v) for v in self.violations]
+        return body
+
+
+def plan_scenario(
+    scenario: Scenario,
+    catalog: Catalog,
+    options: SolveOptions | None = None,
+    with_shadow_prices: bool = True,
+    with_baselines: bool = True,
+) -> PlanResult:
+    data = prepare(scenario, catalog)
+    fatal = data.fatal()
+    if fatal:
+        return PlanResult("infeasible", None, (), (), tuple(d.message for d in fatal), data)
+    solver = PlanSolver(data, options)
+    outcome = solver.solve()
+    if not outcome.has_solution:
+        return _infeasible(data, solver, outcome, options)
+    plan = extract_plan(data, solver, outcome)
+    violations = tuple(verify_plan(plan, scenario, catalog))
+    extras: dict[str, object] = {}
+    if with_shadow_prices and scenario.policy.objective is Objective.min_tco:
+        extras["shadow_prices"] = shadow_prices(data, solver, outcome.objective)
+    if with_baselines and scenario.policy.objective is not Objective.max_served:
+        extras["baselines"] = compute_baselines(data, solver, outcome.objective)
+    plan = plan.with_extras(**extras)
+    explanation = tuple(summarise(plan, data))
+    plan = plan.with_extras(explanation=explanation)
+    return PlanResult(outcome.status, plan, violations, (), explanation, data, solver)
+
+
+def _infeasible(data: PlanData, solver: PlanSolver, outcome: SolveOutcome, options) -> PlanResult:
+    if outcome.status in {"no_solution", "error"}:
+        message = (
+            f"no feasible plan found within the time limit ({outcome.termination}); "
+            "raise --time-limit or simplify the scenario"
+        )
+        return PlanResult(outcome.status, None, (), (), (message,), data, solver)
+    relaxations = tuple(explain_infeasible(data, options))
+    lines = ["the scenario is infeasible; the smallest relaxations that restore feasibility:"]
+    lines += [f"  - {r.message}" for r in relaxations if not r.alone]
+    families = {r.family for r in relaxations if not r.alone}
+    alone = [r for r in relaxations if r.alone]
+    if alone and len(families) > 1:
+        lines.append("or, changing one kind of limit only:")
+        lines += [f"  - {r.message}" for r in alone]
+    if not relaxations:
+        lines = [
+            "the scenario is infeasible and no relaxation of demand, power, budget, space or "
+            "supply repairs it"
+        ]
+    return PlanResult("infeasible", None, (), relaxations, tuple(lines), data, solver)
+
+
+def summarise(plan: Plan, data: PlanData) -> list[str]:
+    """What a planner reads in ten seconds."""
+    lines = []
+    o = plan.outcome
+    gap = "" if o.gap is None else f", gap {o.gap:.3%}"
+    if o.status == "time_limit":
+        lines.append(f"TIME LIMIT reached: best plan found so far, not proven optimal{gap}")
+    buys = plan.purchases.groupby("period", sort=False)
+    for period, rows in buys:
+        items = ", ".join(f"{int(r.racks_bought)} × {r.rack}" for r in rows.itertuples())
+        lines.append(f"buy in {period}: {items}")
+    if plan.purchases.empty:
+        lines.append("no purchases needed: the existing fleet serves the forecast")
+    lines.append(
+        f"discounted TCO ${plan.tco_usd / 1e6:,.1f}M; nominal "
+        f"${plan.costs['total_usd'].sum() / 1e6:,.1f}M{gap}"
+    )
+    headroom = plan.power.dropna(subset=["headroom_mw"])
+    if len(headroom):
+        tight = headroom.loc[headroom["headroom_mw"].idxmin()]
+        lines.append(
+            f"tightest power headroom: {tight['headroom_mw']:.2f} MW in {tight['period']} (cap "
+            f"{tight['power_cap_mw']:g} MW)"
+        )
+    for row in plan.cost_per_million_tokens.itertuples():
+        if row.usd_per_million_output_tokens is not None and not pd.isna(
+            row.usd_per_million_output_tokens
+        ):
+            lines.append(
+                f"class {row._1}: ${row.usd_per_million_output_tokens:,.3f} per million output "
+                "tokens"
+            )
+    if len(plan.baselines):
+        for row in plan.baselines.itertuples():
+            if row.saving_pct is not None and not pd.isna(row.saving_pct):
+                lines.append(
+                    f"saves {row.saving_pct:.1f}% (${row.saving_usd / 1e6:,.1f}M) over "
+                    f"{row.baseline}"
+                )
+            else:
+                lines.append(f"{row.baseline}: infeasible")
+    return lines
