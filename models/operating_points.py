@@ -49,6 +49,9 @@ MAX_PREFILL_BATCH = 64
 """Largest number of prompts prefilled together per replica."""
 MAX_REPLICA_SIZES = 6
 """How many replica sizes are tried per rack × LLM (the smallest that fit, then larger)."""
+MAX_RACKS_PER_REPLICA = 16
+"""Widest replica considered, in racks (assumption: beyond this the cross-rack fabric and the
+failure domain make a single model instance impractical)."""
 CAPACITY_BOUND_SHARE = 0.98
 """A point using at least this share of usable memory is labelled capacity-bound."""
 
@@ -58,14 +61,14 @@ def replica_sizes(rack: RackType, llm: LLM, precision: Precision) -> list[int]:
 
     Candidates at or above n_min = ⌈W / usable memory per chip⌉: powers of two up to the
     rack, the rack and its halves and quarters (C, C/2, C/4: trays of an NVL72), and, when
-    n_min > C, one and two times the whole racks needed. The MAX_REPLICA_SIZES smallest are
-    kept: bigger replicas only buy latency.
+    n_min > C, one and two times the whole racks needed (at most MAX_RACKS_PER_REPLICA racks).
+    The MAX_REPLICA_SIZES smallest are kept: bigger replicas only buy latency.
     """
     n_min = min_chips_for_weights(rack, llm, precision)
     per_rack = rack.chips_per_rack
     if n_min > per_rack:
         racks = math.ceil(n_min / per_rack)
-        return [racks * per_rack, 2 * racks * per_rack]
+        return [k * per_rack for k in (racks, 2 * racks) if k <= MAX_RACKS_PER_REPLICA]
     candidates = {2**i for i in range(int(math.log2(per_rack)) + 1)}
     candidates |= {per_rack // k for k in (1, 2, 4)}
     return sorted(c for c in candidates if c >= n_min)[:MAX_REPLICA_SIZES]

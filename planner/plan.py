@@ -176,7 +176,7 @@ def extract_plan(data: PlanData, solver: PlanSolver, outcome: SolveOutcome) -> P
         ),
         fleet=fleet_frame,
         allocation=allocation_frame,
-        service=_service(data, allocation_frame),
+        service=_service(data, allocation_frame, _served_shares(data, m)),
         power=_power(data, fleet_frame, allocation_frame),
         costs=costs,
         cost_per_million_tokens=_cost_per_million_tokens(data, fleet_frame, allocation_frame),
@@ -192,8 +192,18 @@ _ALLOCATION_COLUMNS = [
 ]  # fmt: skip
 
 
-def _service(data: PlanData, allocation: pd.DataFrame) -> pd.DataFrame:
-    """Per class, phase and period: forecast, capacity, utilisation and the SLA achieved."""
+def _served_shares(data: PlanData, m: pyo.ConcreteModel) -> dict[tuple[str, str], float]:
+    """Share of each class's forecast the plan serves (1 unless the objective is max_served)."""
+    served = getattr(m, "served", None)
+    return {
+        (c, p): (min(1.0, _value(served[c, p])) if served is not None else 1.0)
+        for c in data.classes
+        for p in data.periods
+    }
+
+
+def _service(data: PlanData, allocation: pd.DataFrame, served: dict) -> pd.DataFrame:
+    """Per class, phase and period: forecast, share served, capacity, utilisation, SLA achieved."""
     rows = []
     for cls in data.scenario.classes:
         for p in data.periods:
@@ -214,8 +224,11 @@ def _service(data: PlanData, allocation: pd.DataFrame) -> pd.DataFrame:
                         "class": cls.name,
                         "phase": phase,
                         "forecast_tokens_per_s": forecast,
+                        "served_share": served[(cls.name, p)],
                         "capacity_tokens_per_s": capacity,
-                        "utilisation": forecast / capacity if capacity > 0 else None,
+                        "utilisation": forecast * served[(cls.name, p)] / capacity
+                        if capacity > 0
+                        else None,
                         "max_utilisation": cls.max_utilisation,
                         "worst_latency_ms": None
                         if worst is None or pd.isna(worst)

@@ -247,7 +247,12 @@ def _recompute(
 
 
 def _check_demand(plan: Plan, scenario: Scenario, out: list[Violation]) -> None:
-    """Σ racks·rate ≥ forecast / max utilisation, per class, phase and period."""
+    """Σ racks·rate ≥ served share · forecast / max utilisation, per class, phase and period
+    (the served share is 1 unless the objective is max_served)."""
+    shares = {}
+    if scenario.policy.objective.value == "max_served" and len(plan.service):
+        for row in plan.service.itertuples():
+            shares[(row._2, row.period)] = row.served_share
     supplied = defaultdict(float)
     for row in plan.allocation.itertuples():
         supplied[(row._2, "decode", row.period)] += row.racks * row.output_tokens_per_s_per_rack
@@ -256,7 +261,7 @@ def _check_demand(plan: Plan, scenario: Scenario, out: list[Violation]) -> None:
         cls = scenario.workload_class(d.workload_class)
         prompt, output = d.token_rates(cls)
         for phase, need in (("decode", output), ("prefill", prompt)):
-            required = need / cls.max_utilisation
+            required = need / cls.max_utilisation * shares.get((cls.name, d.period), 1.0)
             got = supplied[(cls.name, phase, d.period)]
             if got < required * (1 - REL_TOL) - ABS_TOL:
                 out.append(
