@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/rackplan rates --rack vr-nvl72 --llm llama-3.1-70b --input-tokens 2000 --output-tokens 500 --ttft-ms 2000 --tpot-ms 40
+	$(BIN)/rackplan solve examples/quickstart/scenario.json --out out/quickstart
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -23,6 +23,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/rates.py
+	$(BIN)/python bench/plan.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -12,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -24,6 +25,9 @@ from models.workload import Workload
 from planner.calibrate import calibrate, efficiency_csv, validate
 from planner.files import atomic_write_text
 from planner.rates import RateReport, rate_report
+from planner.run import plan_scenario
+from planner.scenario_io import load_scenario
+from planner.solve import SolveOptions
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
 
@@ -139,6 +143,8 @@ def _llm_row(llm) -> dict:
 
 
 def _cell(value: object) -> str:
+    if isinstance(value, float) and pd.isna(value):
+        return "—"
     if isinstance(value, float):
         return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
     if isinstance(value, list):
@@ -368,6 +374,258 @@ def validate_command(
         out.print(f"median |error|: {median:.1f} %")
 
 
+class ExportFormat(StrEnum):
+    csv = "csv"
+    xlsx = "xlsx"
+    json = "json"
+
+
+TimeLimitOption = Annotated[float, typer.Option("--time-limit", help="Solver time limit, seconds.")]
+GapOption = Annotated[float, typer.Option("--gap", help="Relative MIP gap to prove, e.g. 0.005.")]
+
+
+def _options(time_limit: float, gap: float) -> SolveOptions:
+    return SolveOptions(time_limit_s=time_limit, rel_gap=gap)
+
+
+@app.command()
+def solve(
+    path: Annotated[
+        Path, typer.Argument(help="Scenario: .json file, CSV folder or .xlsx workbook.")
+    ],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Export folder (default out/<scenario>).")
+    ] = None,
+    export_format: Annotated[
+        ExportFormat, typer.Option("--format", help="csv, xlsx or json (JSON to stdout).")
+    ] = ExportFormat.csv,
+    time_limit: TimeLimitOption = 60.0,
+    gap: GapOption = 1e-4,
+    baselines: Annotated[
+        bool, typer.Option("--baselines/--no-baselines", help="Solve the baselines too.")
+    ] = True,
+    racks: RacksOption = None,
+    llms: LlmsOption = None,
+    efficiency: EfficiencyOption = None,
+) -> None:
+    """Plan purchases for a scenario; print a summary and write the exports."""
+    catalog = _catalog(racks, llms, efficiency)
+    scenario = load_scenario(path)
+    result = plan_scenario(scenario, catalog, _options(time_limit, gap), with_baselines=baselines)
+    if export_format is ExportFormat.json:
+        _print_json(result.as_json())
+        raise typer.Exit(EXIT_OK if result.feasible else EXIT_INFEASIBLE)
+    _print_summary(result)
+    if result.feasible:
+        target = out_dir or Path("out") / _slug(scenario.name)
+        written = _export(result, target, export_format)
+        out.print(f"exports written to {written}")
+    raise typer.Exit(EXIT_OK if result.feasible else EXIT_INFEASIBLE)
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name).strip("-") or "plan"
+
+
+def _export(result, target: Path, export_format: ExportFormat) -> Path:
+    from planner.charts import write_plan_charts
+    from planner.export import write_csv_folder, write_json, write_xlsx
+
+    if export_format is ExportFormat.xlsx:
+        written = write_xlsx(result, target / "plan.xlsx")
+    else:
+        written = write_csv_folder(result, target / "csv")
+    write_json(result, target / "plan.json")
+    write_plan_charts(result, target / "charts")
+    return written.parent if export_format is ExportFormat.xlsx else target
+
+
+def _print_summary(result) -> None:
+    colour = {"optimal": "green", "time_limit": "yellow"}.get(result.status, "red")
+    out.print(f"[bold]{result.data.scenario.name}[/]: [{colour}]{result.status}[/]")
+    for line in result.explanation:
+        out.print(f"  {line}", markup=False, highlight=False)
+    if result.plan is None:
+        return
+    plan = result.plan
+    service = plan.service[plan.service["forecast_tokens_per_s"] > 0]
+    if len(service):
+        table = Table(title="SLA and utilisation per class (worst period)")
+        for column in ("class", "phase", "target ms", "worst ms", "max utilisation used"):
+            table.add_column(column, justify="right")
+        for (cls, phase), rows in service.groupby(["class", "phase"], sort=False):
+            worst = rows["worst_latency_ms"].max()
+            target = rows["target_ms"].iloc[0]
+            table.add_row(
+                str(cls),
+                str(phase),
+                "—" if pd.isna(target) else f"{target:g}",
+                "—" if pd.isna(worst) else f"{worst:.3g}",
+                f"{rows['utilisation'].max():.0%}",
+            )
+        out.print(table)
+    for problem in result.violations:
+        err.print(f"[bold red]plan check failed:[/] {problem}", highlight=False)
+
+
+@app.command()
+def explain(
+    path: Annotated[Path, typer.Argument(help="Scenario file or folder.")],
+    time_limit: TimeLimitOption = 60.0,
+    racks: RacksOption = None,
+    llms: LlmsOption = None,
+    efficiency: EfficiencyOption = None,
+) -> None:
+    """Why a scenario is infeasible, or what makes it tight (binding limits, shadow prices)."""
+    catalog = _catalog(racks, llms, efficiency)
+    result = plan_scenario(
+        load_scenario(path), catalog, _options(time_limit, 1e-4), with_baselines=False
+    )
+    if not result.feasible:
+        out.print(f"[bold red]{result.status}[/]")
+        for line in result.explanation:
+            out.print(f"  {line}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_INFEASIBLE)
+    out.print("[bold green]feasible[/]; what binds:")
+    prices = result.plan.shadow_prices
+    if prices.empty:
+        out.print("  nothing binds: no limit or demand row has a shadow price")
+    for row in prices.sort_values("value", key=abs, ascending=False).head(12).itertuples():
+        out.print(
+            f"  {row.constraint}: {row.value:,.2f} {row.unit} ({row.method})",
+            markup=False,
+            highlight=False,
+        )
+    for line in result.explanation:
+        out.print(f"  {line}", markup=False, highlight=False)
+
+
+@app.command("pareto")
+def pareto_command(
+    path: Annotated[Path, typer.Argument(help="Scenario file or folder.")],
+    sweep: Annotated[
+        str,
+        typer.Option(
+            "--sweep",
+            help="power_cap_mw, power_cap_scale, "
+            "budget_scale, demand_scale, capex_scale:<rack>, tpot_ms:<class>, ttft_ms:<class>",
+        ),
+    ],
+    start: Annotated[float, typer.Option("--from")],
+    stop: Annotated[float, typer.Option("--to")],
+    steps: Annotated[int, typer.Option("--steps")] = 5,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for pareto.csv and the chart.")
+    ] = None,
+    as_json: JsonOption = False,
+    time_limit: TimeLimitOption = 60.0,
+    gap: GapOption = 1e-4,
+    racks: RacksOption = None,
+    llms: LlmsOption = None,
+    efficiency: EfficiencyOption = None,
+) -> None:
+    """TCO against one parameter: the frontier table and chart."""
+    from rich.progress import Progress
+
+    from planner.whatif import pareto
+
+    catalog = _catalog(racks, llms, efficiency)
+    scenario = load_scenario(path)
+    with Progress(console=err, transient=True, disable=as_json) as progress:
+        task = progress.add_task(f"sweeping {sweep}", total=steps)
+        frame = pareto(
+            scenario,
+            catalog,
+            sweep,
+            start,
+            stop,
+            steps,
+            _options(time_limit, gap),
+            lambda: progress.advance(task),
+        )
+    if out_dir is not None:
+        from planner.charts import plot_pareto
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "pareto.csv", frame.to_csv(index=False))
+        plot_pareto(frame, out_dir / "pareto.png")
+    if as_json:
+        from planner.plan import json_records
+
+        _print_json(json_records(frame))
+        return
+    table = Table(title=f"TCO against {sweep}")
+    for column in ("value", "status", "TCO $M", "gap", "frontier"):
+        table.add_column(column, justify="right")
+    for row in frame.itertuples():
+        tco = "—" if row.tco_usd is None or pd.isna(row.tco_usd) else f"{row.tco_usd / 1e6:,.2f}"
+        gap_text = "—" if row.gap is None or pd.isna(row.gap) else f"{row.gap:.2%}"
+        table.add_row(f"{row.value:g}", row.status, tco, gap_text, "yes" if row.on_frontier else "")
+    out.print(table)
+
+
+@app.command()
+def whatif(
+    path: Annotated[Path, typer.Argument(help="Scenario file or folder.")],
+    variant: Annotated[
+        list[str] | None, typer.Option("--variant", help="NAME:key=value[,key=value]")
+    ] = None,
+    variants: Annotated[
+        Path | None, typer.Option("--variants", help="CSV with columns variant,key,value.")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for comparison.csv / .xlsx.")
+    ] = None,
+    as_json: JsonOption = False,
+    time_limit: TimeLimitOption = 60.0,
+    gap: GapOption = 1e-4,
+    racks: RacksOption = None,
+    llms: LlmsOption = None,
+    efficiency: EfficiencyOption = None,
+) -> None:
+    """Solve the base and each variant on one persistent model; compare side by side."""
+    from rich.progress import Progress
+
+    from planner.session import compare_variants, parse_variant_options, read_variants_csv
+
+    catalog = _catalog(racks, llms, efficiency)
+    scenario = load_scenario(path)
+    specs = parse_variant_options(variant or [])
+    if variants is not None:
+        specs += read_variants_csv(variants)
+    if not specs:
+        raise InputError(
+            [
+                Problem(
+                    "command line",
+                    None,
+                    "--variant",
+                    "give at least one --variant NAME:key=value or --variants FILE",
+                )
+            ]
+        )
+    with Progress(console=err, transient=True, disable=as_json) as progress:
+        task = progress.add_task("solving variants", total=len(specs) + 1)
+        frame = compare_variants(
+            scenario, catalog, specs, _options(time_limit, gap), lambda: progress.advance(task)
+        )
+    if out_dir is not None:
+        from planner.export import write_frames
+
+        write_frames({"comparison": frame}, out_dir, "comparison")
+    if as_json:
+        from planner.plan import json_records
+
+        _print_json(json_records(frame))
+        return
+    table = Table(title="what-if comparison (deltas against the base)")
+    for column in frame.columns:
+        table.add_column(str(column), justify="right", overflow="fold")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(_cell(v) for v in row))
+    out.print(table)
+
+
 def _report_input_error(problems: list[Problem]) -> None:
     err.print(f"[bold red]error:[/] {len(problems)} problem(s) in the input", highlight=False)
     for problem in problems:
@@ -387,7 +645,7 @@ def _validation_problems(exc: ValidationError) -> list[Problem]:
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning every failure into a message and an exit code."""
     try:
         result = app(args=argv, standalone_mode=False)

@@ -162,7 +162,9 @@ def summarise(plan: Plan, data: PlanData) -> list[str]:
             )
     if len(plan.baselines):
         for row in plan.baselines.itertuples():
-            if row.saving_pct is not None and not pd.isna(row.saving_pct):
+            if row.saving_pct is not None and abs(row.saving_pct) < 0.05:
+                lines.append(f"same cost as {row.baseline}")
+            elif row.saving_pct is not None and not pd.isna(row.saving_pct):
                 lines.append(
                     f"saves {row.saving_pct:.1f}% (${row.saving_usd / 1e6:,.1f}M) over "
                     f"{row.baseline}"

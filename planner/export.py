@@ -1,0 +1,103 @@
+"""Plan exports: a folder of CSV files (one table each) or one XLSX workbook, written
+atomically (a crash never leaves a half-written export)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from planner.files import atomic_path, atomic_write_text
+from planner.run import PlanResult
+
+TABLES = (
+    "purchases",
+    "fleet",
+    "allocation",
+    "service",
+    "power",
+    "costs",
+    "cost_per_million_tokens",
+    "shadow_prices",
+    "baselines",
+)
+
+
+def summary_frame(result: PlanResult) -> pd.DataFrame:
+    """Key facts, one per row: status, objective, bound, gap, TCO, timings, explanation."""
+    rows = [("status", result.status)]
+    if result.plan is not None:
+        o = result.plan.outcome
+        rows += [
+            ("objective_usd", o.objective),
+            ("best_bound_usd", o.best_bound),
+            ("gap", o.gap),
+            ("tco_usd", result.plan.tco_usd),
+            ("build_s", o.build_s),
+            ("solve_s", o.solve_s),
+            ("variables", o.variables),
+            ("integer_variables", o.integer_variables),
+            ("constraints", o.constraints),
+            ("solver", f"HiGHS {o.highs_version}"),
+        ]
+    rows += [(f"explanation_{i + 1}", line) for i, line in enumerate(result.explanation)]
+    rows += [(f"verification_{i + 1}", str(v)) for i, v in enumerate(result.violations)]
+    return pd.DataFrame(rows, columns=["key", "value"])
+
+
+def tables(result: PlanResult) -> dict[str, pd.DataFrame]:
+    frames = {"summary": summary_frame(result)}
+    if result.plan is not None:
+        for name in TABLES:
+            frames[name] = getattr(result.plan, name)
+    return frames
+
+
+def write_csv_folder(result: PlanResult, folder: Path) -> Path:
+    """Write every table as ``<name>.csv`` into ``folder``; the folder is replaced whole."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for name, frame in tables(result).items():
+            frame.to_csv(staging / f"{name}.csv", index=False)
+        if folder.exists():
+            backup = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            folder.rename(backup)
+            staging.rename(folder)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def write_xlsx(result: PlanResult, path: Path) -> Path:
+    """One workbook, one sheet per table, formatted for people (see planner.spreadsheets)."""
+    from planner.spreadsheets import write_workbook
+
+    with atomic_path(Path(path)) as temporary:
+        write_workbook(tables(result), temporary)
+    return Path(path)
+
+
+def write_json(result: PlanResult, path: Path) -> Path:
+    atomic_write_text(Path(path), json.dumps(result.as_json(), indent=2, default=str) + "\n")
+    return Path(path)
+
+
+def write_frames(frames: dict[str, pd.DataFrame], folder: Path, stem: str) -> list[Path]:
+    """``<stem>.csv`` (first frame) and ``<stem>.xlsx`` (all frames) into ``folder``."""
+    from planner.spreadsheets import write_workbook
+
+    folder = Path(folder)
+    first = next(iter(frames.values()))
+    atomic_write_text(folder / f"{stem}.csv", first.to_csv(index=False))
+    with atomic_path(folder / f"{stem}.xlsx") as temporary:
+        write_workbook(frames, temporary)
+    return [folder / f"{stem}.csv", folder / f"{stem}.xlsx"]

@@ -1,0 +1,75 @@
+"""Reading and writing scenario files.
+
+JSON (the pydantic schema of ``models.scenario.Scenario``) is the exchange format of the
+REST API and the simplest file form; spreadsheets (CSV folder or XLSX) are read by
+``planner.spreadsheets``. Every problem is reported with its file and field path.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from catalogs.errors import InputError, Problem
+from models.scenario import Scenario
+from planner.files import atomic_write_text
+
+
+def validation_problems(exc: ValidationError, source: str) -> list[Problem]:
+    """pydantic errors → Problems naming the field path (e.g. ``periods.2.power_cap_mw``)."""
+    problems = []
+    for error in exc.errors():
+        path = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        value = error.get("input")
+        shown = None if isinstance(value, dict | list) else str(value)
+        problems.append(Problem(source, None, path or None, message, shown))
+    return problems
+
+
+def load_scenario_json(path: Path) -> Scenario:
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError as exc:
+        raise InputError([Problem(str(path), None, None, "file not found")]) from exc
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            [
+                Problem(
+                    str(path), exc.lineno, None, f"not valid JSON: {exc.msg} (column {exc.colno})"
+                )
+            ]
+        ) from exc
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(validation_problems(exc, str(path))) from exc
+
+
+def load_scenario(path: Path) -> Scenario:
+    """A scenario from a JSON file, a folder of CSV tables, or an XLSX workbook."""
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() in {".xlsx", ".xlsm"}:
+        from planner.spreadsheets import read_scenario
+
+        return read_scenario(path)
+    if path.suffix.lower() == ".json":
+        return load_scenario_json(path)
+    raise InputError(
+        [
+            Problem(
+                str(path),
+                None,
+                None,
+                "expected a .json file, a folder of CSV tables or an .xlsx workbook",
+            )
+        ]
+    )
+
+
+def save_scenario_json(scenario: Scenario, path: Path) -> None:
+    atomic_write_text(Path(path), scenario.model_dump_json(indent=2, exclude_defaults=False) + "\n")
