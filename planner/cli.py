@@ -400,7 +400,7 @@ def solve(
         ExportFormat, typer.Option("--format", help="csv, xlsx or json (JSON to stdout).")
     ] = ExportFormat.csv,
     time_limit: TimeLimitOption = 60.0,
-    gap: GapOption = 1e-4,
+    gap: GapOption = 0.005,
     baselines: Annotated[
         bool, typer.Option("--baselines/--no-baselines", help="Solve the baselines too.")
     ] = True,
@@ -519,7 +519,7 @@ def pareto_command(
     ] = None,
     as_json: JsonOption = False,
     time_limit: TimeLimitOption = 60.0,
-    gap: GapOption = 1e-4,
+    gap: GapOption = 0.005,
     racks: RacksOption = None,
     llms: LlmsOption = None,
     efficiency: EfficiencyOption = None,
@@ -578,7 +578,7 @@ def whatif(
     ] = None,
     as_json: JsonOption = False,
     time_limit: TimeLimitOption = 60.0,
-    gap: GapOption = 1e-4,
+    gap: GapOption = 0.005,
     racks: RacksOption = None,
     llms: LlmsOption = None,
     efficiency: EfficiencyOption = None,

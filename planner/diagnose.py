@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pyomo.environ as pyo
 
 from planner.data import PlanData
-from planner.model import RELAXABLE_FAMILIES
+from planner.model import RELAXABLE_FAMILIES, SLACK_UNITS
 from planner.solve import PlanSolver, SolveOptions
 
 SLACK_TOLERANCE = 1e-6
@@ -64,7 +64,7 @@ def _slacks(solver: PlanSolver) -> list[tuple[str, tuple, float]]:
         if slack is None:
             continue
         for index in slack:
-            value = pyo.value(slack[index], exception=False) or 0.0
+            value = (pyo.value(slack[index], exception=False) or 0.0) * SLACK_UNITS.get(family, 1.0)
             if value > SLACK_TOLERANCE * max(1.0, abs(value)):
                 found.append(
                     (

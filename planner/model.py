@@ -21,6 +21,14 @@ from models.scenario import HOURS_PER_YEAR, Objective
 from planner.data import PlanData
 
 PHASES = ("prefill", "decode")
+RATE_UNIT = 1e6
+"""Demand rows are written in millions of tokens/s, so HiGHS sees coefficients near 1."""
+MONEY_UNIT = 1e6
+"""Money rows and the TCO objective are written in millions of USD (same reason)."""
+ENERGY_UNIT = 1e6
+"""The min_power objective is written in GWh."""
+SLACK_UNITS = {"demand_cover": RATE_UNIT, "capex_budget": MONEY_UNIT, "total_budget": MONEY_UNIT}
+"""Elastic slack variables live in the scaled units of their rows; × this gives user units."""
 SERVED_TIEBREAK_USD = 1e-9
 """max_served: weight on TCO (per USD) below the served-token objective, to pick the
 cheapest of equally served plans."""
@@ -155,7 +163,7 @@ def define_variables(m: pyo.ConcreteModel, data: PlanData) -> None:
         limit = data.racks[r].option.supply_limit_per_period
         supply[(r, p)] = (0, None if limit is None else limit // data.racks[r].option.lot_size)
     m.lots = pyo.Var(m.BUY, domain=pyo.NonNegativeIntegers)
-    m.installed = pyo.Var(m.R, m.T, domain=pyo.NonNegativeReals)
+    m.installed = pyo.Var(m.R, m.T, domain=pyo.NonNegativeIntegers)
     m.alloc = pyo.Var(m.JT, domain=pyo.NonNegativeReals)
     m.replicas = pyo.Var(m.JT_INT, domain=pyo.NonNegativeIntegers)
     if data.scenario.policy.max_rack_types is not None:
@@ -287,7 +295,8 @@ def define_rack_capacity(m: pyo.ConcreteModel, data: PlanData) -> None:
 
 
 def define_demand_cover(m: pyo.ConcreteModel, data: PlanData) -> None:
-    """Σ_j rate_j·alloc[j,t] ≥ demand[c,phase,t] (· served[c,t] under max_served)   (tokens/s).
+    """Σ_j rate_j·alloc[j,t] ≥ demand[c,phase,t] (· served[c,t] under max_served)   (tokens/s,
+    written in millions of tokens/s: see RATE_UNIT).
 
     Decode rows count output tokens/s (decode and aggregated columns), prefill rows prompt
     tokens/s (prefill and aggregated columns); demand already includes 1/max utilisation.
@@ -298,7 +307,7 @@ def define_demand_cover(m: pyo.ConcreteModel, data: PlanData) -> None:
         for phase, rate in (("decode", col.decode_rate), ("prefill", col.prefill_rate)):
             if rate > 0:
                 coefs, variables = terms[(col.workload_class, phase, p)]
-                coefs.append(rate)
+                coefs.append(rate / RATE_UNIT)
                 variables.append(m.alloc[j, p])
     rows = [
         (c, ph, p) for c in m.C for ph in m.PH for p in m.T if pyo.value(m.demand[c, ph, p]) > 0
@@ -311,7 +320,8 @@ def define_demand_cover(m: pyo.ConcreteModel, data: PlanData) -> None:
         supplied = _linear(coefs, variables)
         if shortfall is not None:
             supplied = supplied + shortfall[c, ph, p]
-        needed = m.demand[c, ph, p] * served[c, p] if served is not None else m.demand[c, ph, p]
+        demand = m.demand[c, ph, p] / RATE_UNIT
+        needed = demand * served[c, p] if served is not None else demand
         return supplied >= needed
 
     m.demand_cover = pyo.Constraint(rows, rule=rule)
@@ -331,21 +341,23 @@ def define_power_cap(m: pyo.ConcreteModel, data: PlanData) -> None:
 
 
 def define_capex_budget(m: pyo.ConcreteModel, data: PlanData) -> None:
-    """Σ_r capex_r·bought[r,t] ≤ capex_budget_usd[t]; Σ_t,r capex_r·bought[r,t] ≤ total   (USD)."""
+    """Σ_r capex_r·bought[r,t] ≤ capex_budget_usd[t]; Σ_t,r capex_r·bought[r,t] ≤ total   (USD,
+    written in millions: see MONEY_UNIT)."""
     rows = list(m.capex_budget_usd.keys())
     excess = _slack(m, "capex_budget", rows)
     m.capex_budget = pyo.Constraint(
         rows,
         rule=lambda _m, p: (
-            m.capex_spend_usd[p]
-            <= m.capex_budget_usd[p] + (excess[p] if excess is not None else 0.0)
+            m.capex_spend_usd[p] / MONEY_UNIT
+            <= m.capex_budget_usd[p] / MONEY_UNIT + (excess[p] if excess is not None else 0.0)
         ),
     )
     if data.scenario.total_budget_usd is not None:
         total_excess = _slack(m, "total_budget", [0])
         extra = total_excess[0] if total_excess is not None else 0.0
         m.total_budget = pyo.Constraint(
-            expr=sum(m.capex_spend_usd[p] for p in m.T) <= m.total_budget_usd + extra
+            expr=sum(m.capex_spend_usd[p] for p in m.T) / MONEY_UNIT
+            <= m.total_budget_usd / MONEY_UNIT + extra
         )
 
 
@@ -480,26 +492,31 @@ supply) is preferred to leaving demand unserved."""
 
 # ---------------------------------------------------------------------------- objective
 def define_objective(m: pyo.ConcreteModel, data: PlanData) -> None:
-    """min_tco: discounted capex + energy + maintenance − salvage (USD);
-    max_served: maximise Σ demand·served (+ a tiny TCO tie-break);
-    min_power: minimise Σ energy (kWh) (+ a tiny TCO tie-break);
+    """min_tco: discounted capex + energy + maintenance − salvage (USD, in millions);
+    max_served: maximise Σ demand·served (+ a tiny TCO tie-break), in millions of tokens/s;
+    min_power: minimise Σ energy (kWh) (+ a tiny TCO tie-break), in GWh;
+    ``m.objective_scale`` turns the solver's objective back into user units.
     elastic: minimise Σ_family weight · slack / scale (relative relaxation)."""
     if m.elastic:
+        m.objective_scale = 1.0
         m.objective = pyo.Objective(expr=_elastic_objective(m, data), sense=pyo.minimize)
         return
     objective = data.scenario.policy.objective
     if objective is Objective.max_served:
+        m.objective_scale = RATE_UNIT
         served = sum(m.demand[c, "decode", p] * m.served[c, p] for c in m.C for p in m.T)
         m.objective = pyo.Objective(
-            expr=served - SERVED_TIEBREAK_USD * m.tco_usd, sense=pyo.maximize
+            expr=(served - SERVED_TIEBREAK_USD * m.tco_usd) / RATE_UNIT, sense=pyo.maximize
         )
     elif objective is Objective.min_power:
+        m.objective_scale = ENERGY_UNIT
         m.objective = pyo.Objective(
-            expr=sum(m.energy_kwh[p] for p in m.T) + POWER_TIEBREAK_USD * m.tco_usd,
+            expr=(sum(m.energy_kwh[p] for p in m.T) + POWER_TIEBREAK_USD * m.tco_usd) / ENERGY_UNIT,
             sense=pyo.minimize,
         )
     else:
-        m.objective = pyo.Objective(expr=m.tco_usd, sense=pyo.minimize)
+        m.objective_scale = MONEY_UNIT
+        m.objective = pyo.Objective(expr=m.tco_usd / MONEY_UNIT, sense=pyo.minimize)
 
 
 def _elastic_objective(m: pyo.ConcreteModel, data: PlanData):
@@ -517,13 +534,13 @@ def _elastic_objective(m: pyo.ConcreteModel, data: PlanData):
 
 def _slack_scale(m: pyo.ConcreteModel, data: PlanData, family: str, index) -> float:
     if family == "demand_cover":
-        return max(pyo.value(m.demand[index]), 1e-9)
+        return max(pyo.value(m.demand[index]) / RATE_UNIT, 1e-12)
     if family == "power_cap":
         return max(pyo.value(m.power_cap_mw[index]), 1e-6)
     if family == "capex_budget":
-        return max(pyo.value(m.capex_budget_usd[index]), 1.0)
+        return max(pyo.value(m.capex_budget_usd[index]) / MONEY_UNIT, 1e-6)
     if family == "total_budget":
-        return max(pyo.value(m.total_budget_usd), 1.0)
+        return max(pyo.value(m.total_budget_usd) / MONEY_UNIT, 1e-6)
     if family == "floor_space":
         return max(pyo.value(m.floor_space_racks), 1.0)
     r, _ = index

@@ -16,7 +16,7 @@ import pyomo.environ as pyo
 from planner.data import PlanData
 from planner.solve import PlanSolver
 
-INTEGER_COMPONENTS = ("lots", "replicas", "type_used")
+INTEGER_COMPONENTS = ("lots", "installed", "replicas", "type_used")
 DUAL_TOLERANCE = 1e-9
 
 
@@ -67,6 +67,7 @@ def _demand_rows(data: PlanData, solver: PlanSolver, duals: dict) -> list[dict]:
         dual = duals.get(con, 0.0)
         if abs(dual) <= DUAL_TOLERANCE:
             continue
+        # the row and the objective are both scaled by 1e6, so the dual is already $ per tok/s
         rho = data.scenario.workload_class(c).max_utilisation
         unit = "output" if phase == "decode" else "prompt"
         rows.append(
@@ -83,6 +84,8 @@ def _demand_rows(data: PlanData, solver: PlanSolver, duals: dict) -> list[dict]:
 
 
 def _capacity_rows(solver: PlanSolver, duals: dict) -> list[dict]:
+    """Capacity duals are in objective units (millions of USD) per rack: × objective_scale."""
+    scale = getattr(solver.model, "objective_scale", 1.0)
     rows = []
     for (r, p), con in solver.model.rack_capacity.items():
         dual = duals.get(con, 0.0)
@@ -93,7 +96,7 @@ def _capacity_rows(solver: PlanSolver, duals: dict) -> list[dict]:
                 "constraint": f"rack_capacity[{r},{p}]",
                 "period": p,
                 "subject": r,
-                "value": -dual,
+                "value": -dual * scale,
                 "unit": "USD saved per extra allocatable rack",
                 "method": "LP dual, integers fixed",
             }

@@ -41,7 +41,7 @@ def test_solve_json_contract():
         assert key in data
     assert data["status"] == "optimal"
     assert data["objective_usd"] == pytest.approx(data["tco_usd"])
-    assert data["gap"] <= 1e-4
+    assert data["gap"] <= 0.005  # the CLI default --gap
     assert data["verification"] == []
     bought = sum(p["racks_bought"] for p in data["purchases"])
     assert bought >= 1
