@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/rackplan solve examples/quickstart/scenario.json --out out/quickstart
+	$(BIN)/rackplan solve examples/frontier-2027 --out out/frontier-2027
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -8,7 +8,7 @@ value found and what was expected.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -278,22 +278,31 @@ def _lookup(table: dict[str, Any], key: str, what: str, where: str) -> Any:
     return table[key]
 
 
-def load_catalog(
-    user_racks: Path | None = None,
-    user_llms: Path | None = None,
-    user_efficiency: Path | None = None,
-) -> Catalog:
-    """The shipped catalog, with user files adding or overriding entries by id.
+UserFiles = Path | Sequence[Path] | None
 
-    Problems in several files are reported together.
-    """
+
+def _as_list(files: UserFiles) -> list[Path]:
+    if files is None:
+        return []
+    if isinstance(files, Path | str):
+        return [Path(files)]
+    return [Path(f) for f in files if f is not None]
+
+
+def load_catalog(
+    user_racks: UserFiles = None,
+    user_llms: UserFiles = None,
+    user_efficiency: UserFiles = None,
+) -> Catalog:
+    """The shipped catalog, with user files adding or overriding entries by id (later files
+    override earlier ones). Problems in several files are reported together."""
     problems: list[Problem] = []
 
     def merged(
-        loader: Callable[[Path], dict[str, Any]], shipped: Path, user: Path | None
+        loader: Callable[[Path], dict[str, Any]], shipped: Path, user: UserFiles
     ) -> dict[str, Any]:
         table: dict[str, Any] = {}
-        for path in (shipped, user):
+        for path in (shipped, *_as_list(user)):
             if path is None:
                 continue
             try:

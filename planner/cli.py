@@ -76,6 +76,23 @@ def _catalog(racks: Path | None, llms: Path | None, efficiency: Path | None) -> 
     return load_catalog(user_racks=racks, user_llms=llms, user_efficiency=efficiency)
 
 
+def _scenario_and_catalog(
+    path: Path, racks: Path | None, llms: Path | None, efficiency: Path | None
+):
+    """The scenario, and the catalog extended by its own racks/llms tables, then by the
+    command line's files (which win)."""
+    from planner.spreadsheets import catalog_extensions
+
+    scenario = load_scenario(path)
+    with catalog_extensions(path) as extra:
+        catalog = load_catalog(
+            user_racks=[extra.get("racks"), racks],
+            user_llms=[extra.get("llms"), llms],
+            user_efficiency=efficiency,
+        )
+    return scenario, catalog
+
+
 @catalog_app.command("list")
 def catalog_list(
     kind: Annotated[CatalogKind, typer.Argument(help="racks or llms")],
@@ -409,8 +426,7 @@ def solve(
     efficiency: EfficiencyOption = None,
 ) -> None:
     """Plan purchases for a scenario; print a summary and write the exports."""
-    catalog = _catalog(racks, llms, efficiency)
-    scenario = load_scenario(path)
+    scenario, catalog = _scenario_and_catalog(path, racks, llms, efficiency)
     result = plan_scenario(scenario, catalog, _options(time_limit, gap), with_baselines=baselines)
     if export_format is ExportFormat.json:
         _print_json(result.as_json())
@@ -477,10 +493,8 @@ def explain(
     efficiency: EfficiencyOption = None,
 ) -> None:
     """Why a scenario is infeasible, or what makes it tight (binding limits, shadow prices)."""
-    catalog = _catalog(racks, llms, efficiency)
-    result = plan_scenario(
-        load_scenario(path), catalog, _options(time_limit, 1e-4), with_baselines=False
-    )
+    scenario, catalog = _scenario_and_catalog(path, racks, llms, efficiency)
+    result = plan_scenario(scenario, catalog, _options(time_limit, 0.005), with_baselines=False)
     if not result.feasible:
         out.print(f"[bold red]{result.status}[/]")
         for line in result.explanation:
@@ -529,8 +543,7 @@ def pareto_command(
 
     from planner.whatif import pareto
 
-    catalog = _catalog(racks, llms, efficiency)
-    scenario = load_scenario(path)
+    scenario, catalog = _scenario_and_catalog(path, racks, llms, efficiency)
     with Progress(console=err, transient=True, disable=as_json) as progress:
         task = progress.add_task(f"sweeping {sweep}", total=steps)
         frame = pareto(
@@ -588,8 +601,7 @@ def whatif(
 
     from planner.session import compare_variants, parse_variant_options, read_variants_csv
 
-    catalog = _catalog(racks, llms, efficiency)
-    scenario = load_scenario(path)
+    scenario, catalog = _scenario_and_catalog(path, racks, llms, efficiency)
     specs = parse_variant_options(variant or [])
     if variants is not None:
         specs += read_variants_csv(variants)
@@ -624,6 +636,17 @@ def whatif(
     for row in frame.itertuples(index=False):
         table.add_row(*(_cell(v) for v in row))
     out.print(table)
+
+
+@app.command()
+def template(
+    path: Annotated[Path, typer.Argument(help="A folder for CSV tables, or a .xlsx workbook.")],
+) -> None:
+    """Write the scenario tables with headers, units and one example row each."""
+    from planner.spreadsheets import write_template
+
+    written = write_template(path)
+    out.print(f"template written to {written}; fill it in, then: rackplan solve {written}")
 
 
 def _report_input_error(problems: list[Problem]) -> None:

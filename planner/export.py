@@ -56,14 +56,14 @@ def tables(result: PlanResult) -> dict[str, pd.DataFrame]:
     return frames
 
 
-def write_csv_folder(result: PlanResult, folder: Path) -> Path:
-    """Write every table as ``<name>.csv`` into ``folder``; the folder is replaced whole."""
+def replace_folder(folder: Path, fill) -> Path:
+    """Fill a staging folder beside ``folder`` with ``fill(staging)``, then swap it in whole:
+    a failure half-way leaves the previous folder untouched."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        for name, frame in tables(result).items():
-            frame.to_csv(staging / f"{name}.csv", index=False)
+        fill(staging)
         if folder.exists():
             backup = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(backup, ignore_errors=True)
@@ -75,6 +75,16 @@ def write_csv_folder(result: PlanResult, folder: Path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def write_csv_folder(result: PlanResult, folder: Path) -> Path:
+    """Write every table as ``<name>.csv`` into ``folder``; the folder is replaced whole."""
+
+    def fill(staging: Path) -> None:
+        for name, frame in tables(result).items():
+            frame.to_csv(staging / f"{name}.csv", index=False)
+
+    return replace_folder(folder, fill)
 
 
 def write_xlsx(result: PlanResult, path: Path) -> Path:

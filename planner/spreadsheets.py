@@ -1,13 +1,37 @@
-"""Spreadsheet I/O: formatted XLSX workbooks (openpyxl) for plans."""
+"""Spreadsheet I/O: formatted XLSX workbooks (openpyxl) for plans; scenarios read from and
+written to CSV folders or XLSX workbooks with the tolerance real spreadsheets need and
+strict checks of meaning (every problem reported with its file/sheet, row and column)."""
 
 from __future__ import annotations
 
+import csv
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from openpyxl import Workbook
+from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
+from pydantic import ValidationError
+
+from catalogs.errors import InputError, Problem
+from models.scenario import (
+    Demand,
+    Economics,
+    MeasuredRate,
+    Period,
+    Policy,
+    RackOption,
+    Scenario,
+    WorkloadClass,
+)
+from planner.files import atomic_path
+from planner.scenario_tables import CATALOG_TABLES, TABLES, Column, Table
 
 HEADER_FILL = PatternFill("solid", fgColor="DDE7F0")
 MAX_WIDTH = 60
@@ -62,3 +86,567 @@ def write_workbook(frames: dict[str, pd.DataFrame], path: Path) -> None:
     for name, frame in frames.items():
         write_sheet(workbook, name, frame)
     workbook.save(path)
+
+
+# ============================================================================ scenario import
+@dataclass(frozen=True)
+class RawTable:
+    """A table as read: its source label, header, and rows (spreadsheet row number, cells)."""
+
+    source: str
+    header: list[str]
+    rows: list[tuple[int, dict[str, object]]]
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _clean(source: str, header: list[object], rows: Iterator[tuple[int, list[object]]]) -> RawTable:
+    """Drop trailing blank header cells (their columns must be empty) and blank rows."""
+    names = [("" if _blank(h) else str(h).strip()) for h in header]
+    while names and not names[-1]:
+        names.pop()
+    kept = []
+    problems = []
+    for number, values in rows:
+        if all(_blank(v) for v in values):
+            continue
+        cells = {}
+        for index, value in enumerate(values):
+            if index < len(names) and names[index]:
+                cells[names[index]] = value.strip() if isinstance(value, str) else value
+            elif not _blank(value):
+                problems.append(
+                    Problem(
+                        source,
+                        number,
+                        f"#{index + 1}",
+                        "a value under a column with no header name",
+                        str(value),
+                    )
+                )
+        kept.append((number, cells))
+    if problems:
+        raise InputError(problems)
+    return RawTable(source, names, kept)
+
+
+def read_csv_table(path: Path) -> RawTable:
+    """A CSV as written by spreadsheets: UTF-8 with or without BOM, ',' or ';' delimited."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            [Problem(path.name, None, None, "not UTF-8 text: save as 'CSV UTF-8'")]
+        ) from exc
+    first = text.splitlines()[0] if text.strip() else ""
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    rows = list(csv.reader(text.splitlines(), delimiter=delimiter))
+    if not rows:
+        raise InputError(
+            [Problem(path.name, None, None, "the file is empty: it needs a header row")]
+        )
+    return _clean(
+        path.name, rows[0], ((number, row) for number, row in enumerate(rows[1:], start=2))
+    )
+
+
+def read_sheet(workbook_name: str, sheet) -> RawTable:
+    rows = list(sheet.iter_rows(values_only=True))
+    source = f"{workbook_name}, sheet {sheet.title}"
+    if not rows:
+        raise InputError([Problem(source, None, None, "the sheet is empty: it needs a header row")])
+    return _clean(
+        source, list(rows[0]), ((number, list(row)) for number, row in enumerate(rows[1:], start=2))
+    )
+
+
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}([, _\u00a0\u202f]\d{3})+(\.\d+)?$")
+_EUROPEAN = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+(,\d+)?$")
+
+
+def parse_number(value: object) -> float:
+    """Numbers as spreadsheets write them: 1234.5, 1,234,567, 1 234, 1.234.567,5, 0,08, $1,200."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip().replace("$", "").replace("€", "").strip()
+    if _THOUSANDS.match(text):
+        text = re.sub(r"[, _\u00a0\u202f]", "", text)
+    elif _EUROPEAN.match(text):
+        text = text.replace(".", "").replace(",", ".")
+    elif re.match(r"^[+-]?\d+,\d+$", text):
+        text = text.replace(",", ".")  # decimal comma
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise ValueError("expected a number") from exc
+
+
+def parse_fraction(value: object) -> float:
+    """A share: 20% or 0.2 (a plain number above 1 is refused: write 20% for twenty percent)."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        return parse_number(value.strip()[:-1]) / 100.0
+    number = parse_number(value)
+    if number > 1:
+        raise ValueError("expected a fraction such as 0.2 or a percentage such as 20%")
+    return number
+
+
+_QUARTER = [
+    re.compile(r"^(?P<year>\d{4})\s*-?\s*Q(?P<q>[1-4])$", re.IGNORECASE),
+    re.compile(r"^Q(?P<q>[1-4])\s*[-/ ]?\s*(?P<year>\d{4})$", re.IGNORECASE),
+]
+
+
+def normalise_period(value: object) -> str:
+    """2027Q1, 2027-Q1, 2027 Q1, Q1 2027, q1-2027 → 2027Q1; other labels are kept as text."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    for pattern in _QUARTER:
+        match = pattern.match(text)
+        if match:
+            return f"{match['year']}Q{match['q']}"
+    if not text:
+        raise ValueError("expected a period label")
+    return text
+
+
+def _parse_cell(column: Column, value: object) -> object:
+    kind = column.kind
+    if kind == "text":
+        return str(int(value) if isinstance(value, float) and value.is_integer() else value).strip()
+    if kind == "number":
+        return parse_number(value)
+    if kind == "integer":
+        number = parse_number(value)
+        if not number.is_integer():
+            raise ValueError("expected a whole number")
+        return int(number)
+    if kind == "fraction":
+        return parse_fraction(value)
+    if kind == "period":
+        return normalise_period(value)
+    if kind == "modes":
+        modes = {m.strip().lower() for m in re.split(r"[;,|]", str(value)) if m.strip()}
+        unknown = modes - {"disaggregated", "aggregated"}
+        if unknown or not modes:
+            raise ValueError("expected disaggregated, aggregated, or both separated by ';'")
+        return sorted(modes)
+    if kind == "choice":
+        text = str(value).strip().lower()
+        if text not in column.choices:
+            raise ValueError(f"expected one of {', '.join(column.choices)}")
+        return text
+    if kind == "bool":
+        text = str(value).strip().lower()
+        if text in {"true", "yes", "1", "y"}:
+            return True
+        if text in {"false", "no", "0", "n"}:
+            return False
+        raise ValueError("expected true or false")
+    raise AssertionError(kind)
+
+
+def parse_records(
+    raw: RawTable, table: Table
+) -> tuple[list[tuple[int, dict[str, object]]], list[Problem]]:
+    """Typed records of a table, and every problem found (unknown/missing columns, bad cells)."""
+    problems = []
+    known = {c.name for c in table.columns}
+    for name in raw.header:
+        if name and name not in known:
+            problems.append(
+                Problem(raw.source, 1, name, f"unknown column; expected: {', '.join(known)}")
+            )
+    for column in table.columns:
+        if column.required and column.name not in raw.header:
+            problems.append(Problem(raw.source, 1, column.name, "required column missing"))
+    records = []
+    for number, cells in raw.rows:
+        record: dict[str, object] = {}
+        row_ok = True
+        for column in table.columns:
+            value = cells.get(column.name)
+            if _blank(value):
+                if column.required:
+                    problems.append(
+                        Problem(
+                            raw.source, number, column.name, f"a value is required: {column.help}"
+                        )
+                    )
+                    row_ok = False
+                continue
+            try:
+                record[column.name] = _parse_cell(column, value)
+            except ValueError as exc:
+                problems.append(Problem(raw.source, number, column.name, str(exc), str(value)))
+                row_ok = False
+        if row_ok:
+            records.append((number, record))
+    return records, problems
+
+
+def parse_settings(raw: RawTable, table: Table) -> tuple[dict[str, object], list[Problem]]:
+    problems = []
+    if raw.header[:2] != ["key", "value"]:
+        problems.append(
+            Problem(
+                raw.source, 1, None, "expected the two columns key, value", ", ".join(raw.header)
+            )
+        )
+        return {}, problems
+    values = {}
+    for number, cells in raw.rows:
+        key = str(cells.get("key") or "").strip()
+        column = table.column(key)
+        if column is None:
+            problems.append(
+                Problem(
+                    raw.source,
+                    number,
+                    "key",
+                    f"unknown setting; expected one of {', '.join(c.name for c in table.columns)}",
+                    key,
+                )
+            )
+            continue
+        value = cells.get("value")
+        if _blank(value):
+            continue
+        try:
+            values[key] = _parse_cell(column, value)
+        except ValueError as exc:
+            problems.append(Problem(raw.source, number, "value", f"{key}: {exc}", str(value)))
+    return values, problems
+
+
+_FIELD_TO_COLUMN = {"workload_class": "class", "name": None}
+
+
+def _build_rows(
+    raw: RawTable, records, build, name_column: str | None
+) -> tuple[list, list[Problem]]:
+    built, problems = [], []
+    for number, record in records:
+        try:
+            built.append(build(record))
+        except ValidationError as exc:
+            for error in exc.errors():
+                field = str(error["loc"][0]) if error["loc"] else None
+                column = _FIELD_TO_COLUMN.get(field, field) if field != "name" else name_column
+                message = str(error["msg"]).removeprefix("Value error, ")
+                value = record.get(column) if column else None
+                problems.append(
+                    Problem(
+                        raw.source, number, column, message, None if value is None else str(value)
+                    )
+                )
+    return built, problems
+
+
+def _period(record: dict) -> Period:
+    fields = {("name" if k == "period" else k): v for k, v in record.items()}
+    return Period(**fields)
+
+
+def _class(record: dict) -> WorkloadClass:
+    fields = {("name" if k == "class" else k): v for k, v in record.items()}
+    if "modes" in fields:
+        fields["modes"] = frozenset(fields["modes"])
+    return WorkloadClass(**fields)
+
+
+def _demand(record: dict) -> Demand:
+    return Demand(**{("workload_class" if k == "class" else k): v for k, v in record.items()})
+
+
+def _rack_option(record: dict) -> RackOption:
+    return RackOption(**record)
+
+
+def _measured(record: dict) -> MeasuredRate:
+    return MeasuredRate(**{("workload_class" if k == "class" else k): v for k, v in record.items()})
+
+
+_BUILDERS = {
+    "periods": (_period, "period"),
+    "classes": (_class, "class"),
+    "forecast": (_demand, None),
+    "fleet": (_rack_option, None),
+    "rates": (_measured, None),
+}
+
+
+def _scenario(raw_tables: dict[str, RawTable], label: str) -> Scenario:
+    problems: list[Problem] = []
+    parts: dict[str, list] = {}
+    settings: dict[str, object] = {}
+    for table in TABLES:
+        raw = raw_tables.get(table.name)
+        if raw is None:
+            if table.required:
+                problems.append(
+                    Problem(label, None, None, f"table '{table.name}' is missing: {table.help}")
+                )
+            continue
+        if table.key_value:
+            settings, found = parse_settings(raw, table)
+            problems += found
+            continue
+        records, found = parse_records(raw, table)
+        problems += found
+        build, name_column = _BUILDERS[table.name]
+        parts[table.name], found = _build_rows(raw, records, build, name_column)
+        problems += found
+    if problems:
+        raise InputError(problems)
+    economics = {
+        k: settings[k]
+        for k in ("discount_rate_per_year", "maintenance_fraction_per_year", "salvage")
+        if k in settings
+    }
+    policy = {
+        k: settings[k]
+        for k in ("spare_fraction", "max_rack_types", "objective", "integer_replicas")
+        if k in settings
+    }
+    try:
+        return Scenario(
+            name=str(settings.get("name", Path(label).stem)),
+            periods=tuple(parts.get("periods", ())),
+            classes=tuple(parts.get("classes", ())),
+            demand=tuple(parts.get("forecast", ())),
+            racks=tuple(parts.get("fleet", ())),
+            measured_rates=tuple(parts.get("rates", ())),
+            economics=Economics(**economics),
+            policy=Policy(**policy),
+            total_budget_usd=settings.get("total_budget_usd"),
+            floor_space_racks=settings.get("floor_space_racks"),
+        )
+    except ValidationError as exc:
+        found = []
+        for error in exc.errors():
+            message = str(error["msg"]).removeprefix("Value error, ")
+            for part in message.split("; "):
+                found.append(
+                    Problem(label, None, ".".join(str(x) for x in error["loc"]) or None, part)
+                )
+        raise InputError(found) from exc
+
+
+def _raw_tables(path: Path) -> dict[str, RawTable]:
+    """Every known table in a CSV folder or an XLSX workbook (unknown files/sheets refused)."""
+    names = {t.name for t in TABLES} | set(CATALOG_TABLES)
+    tables: dict[str, RawTable] = {}
+    problems: list[Problem] = []
+    if path.is_dir():
+        for file in sorted(path.iterdir()):
+            if file.suffix.lower() != ".csv" or file.name.startswith("."):
+                continue
+            if file.stem not in names:
+                problems.append(
+                    Problem(
+                        file.name,
+                        None,
+                        None,
+                        f"unknown table; expected one of {', '.join(sorted(names))}",
+                    )
+                )
+                continue
+            try:
+                tables[file.stem] = read_csv_table(file)
+            except InputError as exc:
+                problems += exc.problems
+    else:
+        try:
+            workbook = load_workbook(path, read_only=True, data_only=True)
+        except FileNotFoundError as exc:
+            raise InputError([Problem(str(path), None, None, "file not found")]) from exc
+        except Exception as exc:  # openpyxl raises several types for a damaged file
+            raise InputError(
+                [Problem(path.name, None, None, f"not a readable .xlsx workbook ({exc})")]
+            ) from exc
+        for sheet in workbook.worksheets:
+            if sheet.title.lower() == "readme":
+                continue
+            if sheet.title not in names:
+                problems.append(
+                    Problem(
+                        f"{path.name}, sheet {sheet.title}",
+                        None,
+                        None,
+                        f"unknown sheet; expected one of {', '.join(sorted(names))}",
+                    )
+                )
+                continue
+            try:
+                tables[sheet.title] = read_sheet(path.name, sheet)
+            except InputError as exc:
+                problems += exc.problems
+    if problems:
+        raise InputError(problems)
+    return tables
+
+
+def read_scenario(path: Path) -> Scenario:
+    """A scenario from a folder of CSV tables or an XLSX workbook (see docs/scenario-files.md)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError([Problem(str(path), None, None, "file or folder not found")])
+    return _scenario(_raw_tables(path), path.name)
+
+
+@contextmanager
+def catalog_extensions(path: Path) -> Iterator[dict[str, Path]]:
+    """Paths of the racks/llms tables shipped with a scenario (CSV files; sheets are written to
+    a temporary folder for the catalog loader), for ``load_catalog(user_racks=…)``."""
+    path = Path(path)
+    if path.is_dir():
+        yield {
+            name: path / f"{name}.csv" for name in CATALOG_TABLES if (path / f"{name}.csv").exists()
+        }
+        return
+    if path.suffix.lower() not in {".xlsx", ".xlsm"} or not path.exists():
+        yield {}
+        return
+    folder = Path(tempfile.mkdtemp(prefix="rackplan-catalog-"))
+    try:
+        found = {}
+        workbook = load_workbook(path, read_only=True, data_only=True)
+        for name in CATALOG_TABLES:
+            if name in workbook.sheetnames:
+                rows = list(workbook[name].iter_rows(values_only=True))
+                target = folder / f"{name}.csv"
+                with target.open("w", newline="", encoding="utf-8") as handle:
+                    writer = csv.writer(handle)
+                    for row in rows:
+                        writer.writerow(["" if v is None else v for v in row])
+                found[name] = target
+        yield found
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# ============================================================================ scenario export
+def _format(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, frozenset | set | list | tuple):
+        return ";".join(sorted(str(v) for v in value))
+    if hasattr(value, "value"):
+        return value.value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def scenario_frames(scenario: Scenario) -> dict[str, pd.DataFrame]:
+    """The scenario as tables with the spreadsheet column names (writer side of read_scenario)."""
+    e, p = scenario.economics, scenario.policy
+    settings = {
+        "name": scenario.name,
+        "discount_rate_per_year": e.discount_rate_per_year,
+        "maintenance_fraction_per_year": e.maintenance_fraction_per_year,
+        "salvage": e.salvage,
+        "spare_fraction": p.spare_fraction,
+        "max_rack_types": p.max_rack_types,
+        "objective": p.objective,
+        "integer_replicas": p.integer_replicas,
+        "total_budget_usd": scenario.total_budget_usd,
+        "floor_space_racks": scenario.floor_space_racks,
+    }
+    frames = {
+        "settings": pd.DataFrame([{"key": k, "value": _format(v)} for k, v in settings.items()])
+    }
+
+    def rows(items, rename: dict[str, str], table: Table) -> pd.DataFrame:
+        out = []
+        for item in items:
+            data = item.model_dump()
+            out.append(
+                {c.name: _format(data.get(rename.get(c.name, c.name))) for c in table.columns}
+            )
+        return pd.DataFrame(out, columns=[c.name for c in table.columns])
+
+    frames["periods"] = rows(scenario.periods, {"period": "name"}, TABLES[1])
+    frames["classes"] = rows(scenario.classes, {"class": "name"}, TABLES[2])
+    frames["forecast"] = rows(scenario.demand, {"class": "workload_class"}, TABLES[3])
+    frames["fleet"] = rows(scenario.racks, {}, TABLES[4])
+    if scenario.measured_rates:
+        frames["rates"] = rows(scenario.measured_rates, {"class": "workload_class"}, TABLES[5])
+    return frames
+
+
+def _write_csv(frame: pd.DataFrame, target: Path) -> None:
+    with target.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(list(frame.columns))
+        for row in frame.itertuples(index=False):
+            writer.writerow([repr(v) if isinstance(v, float) else v for v in row])
+
+
+def write_scenario(scenario: Scenario, path: Path) -> Path:
+    """A scenario as a CSV folder (path without suffix) or an .xlsx workbook, written atomically."""
+    path = Path(path)
+    frames = scenario_frames(scenario)
+    if path.suffix.lower() == ".xlsx":
+        with atomic_path(path) as temporary:
+            write_workbook(frames, temporary)
+        return path
+    from planner.export import replace_folder
+
+    def fill(folder: Path) -> None:
+        for name, frame in frames.items():
+            _write_csv(frame, folder / f"{name}.csv")
+
+    return replace_folder(path, fill)
+
+
+def template_frames() -> dict[str, pd.DataFrame]:
+    """Each table with its headers and one example row (settings: every key)."""
+    frames = {}
+    for table in TABLES:
+        if table.key_value:
+            frames[table.name] = pd.DataFrame(
+                [{"key": c.name, "value": c.example} for c in table.columns]
+            )
+        else:
+            frames[table.name] = pd.DataFrame([{c.name: c.example for c in table.columns}])
+    return frames
+
+
+def readme_frame() -> pd.DataFrame:
+    rows = []
+    for table in TABLES:
+        for column in table.columns:
+            rows.append(
+                {
+                    "table": table.name,
+                    "column": column.name,
+                    "required": "yes" if column.required else "no",
+                    "example": column.example,
+                    "meaning": column.help,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def write_template(path: Path) -> Path:
+    """The template: a CSV folder, or a workbook with a README sheet explaining every column."""
+    path = Path(path)
+    frames = template_frames()
+    if path.suffix.lower() == ".xlsx":
+        with atomic_path(path) as temporary:
+            write_workbook({"README": readme_frame(), **frames}, temporary)
+        return path
+    from planner.export import replace_folder
+
+    def fill(folder: Path) -> None:
+        for name, frame in frames.items():
+            frame.to_csv(folder / f"{name}.csv", index=False)
+
+    return replace_folder(path, fill)
