@@ -444,12 +444,14 @@ def operating_points(
     efficiency: EfficiencyFactors,
     phases: tuple[Phase, ...] = (Phase.prefill, Phase.decode),
     prune: bool = True,
+    sla_points: bool = True,
 ) -> PointTable:
     """Operating points of ``rack`` × ``llm`` for ``workload``, dominated ones pruned.
 
-    Per phase and replica size: the grid (``ReplicaSet.grid``) plus, when the workload has a
-    latency target for the phase, the largest batch meeting it (the SLA point the planner
-    will use). Pruning: see ``pareto_mask``.
+    Per phase and replica size: the grid (``ReplicaSet.grid``) plus, with ``sla_points`` and
+    a latency target for the phase, the largest batch meeting it (the SLA point the planner
+    will use; the exact search costs about as much as the grid itself). Pruning: see
+    ``pareto_mask``.
     """
     replicas = ReplicaSet.build(rack, llm, precision, workload, efficiency)
     if len(replicas) == 0:
@@ -458,7 +460,7 @@ def operating_points(
     for phase in phases:
         size, batch = replicas.grid(phase)
         target = workload.tpot_ms if phase is Phase.decode else workload.ttft_ms
-        if target is not None:
+        if sla_points and target is not None:
             sla_size, sla_batch = replicas.best_meeting(phase, target)
             size, batch = np.concatenate([size, sla_size]), np.concatenate([batch, sla_batch])
         if size.size:
