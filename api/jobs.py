@@ -1,0 +1,147 @@
+"""Solves run outside the event loop, in a bounded pool of spawned worker processes.
+
+- ``submit`` refuses work beyond ``queue_limit`` queued + running jobs (the route answers
+  429 with Retry-After);
+- ``cancel`` drops a queued job, or marks a running one cancelled (its worker finishes its
+  time-limited solve and the result is discarded);
+- ``recover`` at start: jobs left ``queued`` are submitted again, jobs left ``running`` are
+  marked failed with the reason — none silently vanish.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+
+from sqlalchemy import select
+
+from api.db import Database, JobRow, PlanRow, SessionRow, now
+from api.worker import session_job, solve_job
+
+RESTART_REASON = "the service stopped while this job was running; submit it again"
+
+
+SOLVER_NICENESS = 10
+"""Solver processes run at a lower CPU priority, so the API stays responsive while they work."""
+
+
+class QueueFull(Exception):
+    pass
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError):  # not permitted here: run at normal priority
+        os.nice(SOLVER_NICENESS)
+
+
+class JobRunner:
+    def __init__(self, db: Database, db_url: str, workers: int, queue_limit: int):
+        self.db = db
+        self.db_url = db_url
+        self.queue_limit = queue_limit
+        context = multiprocessing.get_context("spawn")
+        self.pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_lower_priority
+        )
+        self.futures: dict[str, Future] = {}
+        self.lock = threading.Lock()
+
+    def active(self) -> int:
+        with self.lock:
+            return sum(1 for f in self.futures.values() if not f.done())
+
+    def submit(self, job_id: str, kind: str, request: dict) -> None:
+        """Start a job already stored as ``queued``; QueueFull when the pool is saturated."""
+        work: Callable = solve_job if kind == "solve" else session_job
+        with self.lock:
+            if sum(1 for f in self.futures.values() if not f.done()) >= self.queue_limit:
+                raise QueueFull
+            future = self.pool.submit(work, self.db_url, job_id, request)
+            self.futures[job_id] = future
+        future.add_done_callback(lambda f, job_id=job_id: self._finish(job_id, f))
+
+    def _finish(self, job_id: str, future: Future) -> None:
+        with self.db.transaction() as session:
+            job = session.get(JobRow, job_id)
+            if job is None or job.status == "cancelled":
+                return
+            job.updated_at = now()
+            job.progress = 1.0
+            if future.cancelled():
+                job.status = "cancelled"
+                return
+            error = future.exception()
+            if error is not None:
+                job.status = "failed"
+                job.error = f"{type(error).__name__}: {error}"
+                return
+            outcome = future.result()
+            if job.kind == "solve":
+                plan = PlanRow(
+                    scenario_id=job.request["scenario_id"],
+                    status=outcome["status"],
+                    result=outcome["result"],
+                    audit=outcome["audit"],
+                    created_by=job.created_by,
+                )
+                session.add(plan)
+                session.flush()
+                job.plan_id = plan.id
+            else:
+                row = session.get(SessionRow, job.request["session_id"])
+                if row is not None:
+                    row.comparison = outcome["comparison"]
+            job.status = "succeeded"
+
+    def cancel(self, job_id: str) -> str:
+        with self.lock:
+            future = self.futures.get(job_id)
+        dropped = future.cancel() if future is not None else False
+        with self.db.transaction() as session:
+            job = session.get(JobRow, job_id)
+            if job is None:
+                return "unknown"
+            if job.status in {"queued", "running"}:
+                job.status = "cancelled"
+                job.updated_at = now()
+                job.error = (
+                    "cancelled before it ran"
+                    if dropped
+                    else "cancelled while running; its result is discarded"
+                )
+            return job.status
+
+    def recover(self) -> dict[str, int]:
+        """Account for jobs a previous run left behind (module docstring)."""
+        requeued = failed = 0
+        with self.db.transaction() as session:
+            stale = session.scalars(
+                select(JobRow).where(JobRow.status.in_(("queued", "running")))
+            ).all()
+            to_submit = []
+            for job in stale:
+                if job.status == "running":
+                    job.status = "failed"
+                    job.error = RESTART_REASON
+                    job.updated_at = now()
+                    failed += 1
+                else:
+                    to_submit.append((job.id, job.kind, job.request))
+        for job_id, kind, request in to_submit:
+            try:
+                self.submit(job_id, kind, request)
+                requeued += 1
+            except QueueFull:
+                with self.db.transaction() as session:
+                    job = session.get(JobRow, job_id)
+                    job.status = "failed"
+                    job.error = "the queue was full when the service restarted; submit it again"
+                failed += 1
+        return {"requeued": requeued, "failed": failed}
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)

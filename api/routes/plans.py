@@ -1,0 +1,148 @@
+"""Plans: solve a stored scenario (wait for it, or get a job), fetch and export plans."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Annotated, Literal
+
+import pandas as pd
+from fastapi import APIRouter, Header, HTTPException
+from fastapi.responses import JSONResponse, Response
+
+from api.db import PlanRow, ScenarioRow
+from api.deps import Reader, StateDep, Writer
+from api.routes.catalogs import user_entries
+from api.routes.jobs import start_job, wait_for
+from api.schemas import JobOut, PlanOut, SolveRequest
+from planner.export import TABLES
+from planner.spreadsheets import write_workbook
+
+router = APIRouter(tags=["plans"])
+
+
+def plan_out(row: PlanRow) -> PlanOut:
+    return PlanOut(
+        id=row.id,
+        scenario_id=row.scenario_id,
+        status=row.status,
+        created_at=row.created_at,
+        plan=row.result,
+        audit=row.audit,
+    )
+
+
+@router.post(
+    "/v1/scenarios/{scenario_id}/plans",
+    operation_id="solve_scenario",
+    status_code=201,
+    responses={
+        202: {"model": JobOut, "description": "still running: poll the job"},
+        429: {"description": "queue full"},
+    },
+)
+async def solve(
+    scenario_id: str,
+    body: SolveRequest,
+    app: StateDep,
+    key_id: Writer,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> PlanOut:
+    """Solve a scenario. Waits up to ``wait_s`` seconds for the plan (201), else 202 + job."""
+    with app.db.read() as session:
+        scenario = session.get(ScenarioRow, scenario_id)
+        if scenario is None:
+            raise HTTPException(404, f"no scenario '{scenario_id}'")
+        body_json = scenario.body
+    request = {
+        "scenario_id": scenario_id,
+        "scenario": body_json,
+        "catalog_entries": user_entries(app, body.catalog),
+        "time_limit_s": min(body.time_limit_s, app.settings.solve_time_limit_s),
+        "gap": body.gap,
+        "baselines": body.baselines,
+        "key_id": key_id,
+    }
+    job = start_job(app, "solve", request, key_id, idempotency_key)
+    job = await wait_for(app, job.id, body.wait_s)
+    if job.status == "succeeded" and job.plan_id:
+        return get_plan_row(app, job.plan_id)
+    if job.status in {"failed", "cancelled"}:
+        raise HTTPException(
+            500 if job.status == "failed" else 409, f"the job {job.status}: {job.error}"
+        )
+    return JSONResponse(
+        status_code=202,
+        content=job.model_dump(mode="json"),
+        headers={"Location": f"/v1/jobs/{job.id}"},
+    )
+
+
+def get_plan_row(app, plan_id: str) -> PlanOut:
+    with app.db.read() as session:
+        row = session.get(PlanRow, plan_id)
+        if row is None:
+            raise HTTPException(404, f"no plan '{plan_id}'")
+        return plan_out(row)
+
+
+@router.get("/v1/plans/{plan_id}", operation_id="get_plan")
+def get_plan(plan_id: str, app: StateDep, _key: Reader) -> PlanOut:
+    return get_plan_row(app, plan_id)
+
+
+def plan_frames(plan: dict) -> dict[str, pd.DataFrame]:
+    summary = [
+        ("status", plan.get("status")),
+        ("objective_usd", plan.get("objective_usd")),
+        ("best_bound_usd", plan.get("best_bound_usd")),
+        ("gap", plan.get("gap")),
+    ] + [(f"explanation_{i + 1}", line) for i, line in enumerate(plan.get("explanation", []))]
+    frames = {"summary": pd.DataFrame(summary, columns=["key", "value"])}
+    for name in TABLES:
+        frames[name] = pd.DataFrame(plan.get(name) or [])
+    return frames
+
+
+@router.get(
+    "/v1/plans/{plan_id}/export",
+    operation_id="export_plan",
+    responses={
+        200: {
+            "content": {
+                "application/zip": {},
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {},
+            }
+        }
+    },
+)
+def export_plan(
+    plan_id: str, app: StateDep, _key: Reader, format: Literal["json", "csv", "xlsx"] = "json"
+) -> Response:
+    """The plan as JSON, a zip of CSV tables, or an XLSX workbook."""
+    plan = get_plan_row(app, plan_id)
+    if format == "json":
+        return JSONResponse(plan.plan)
+    frames = plan_frames(plan.plan)
+    if format == "csv":
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, frame in frames.items():
+                archive.writestr(f"{name}.csv", frame.to_csv(index=False))
+        return Response(
+            buffer.getvalue(),
+            media_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="plan-{plan_id}.zip"'},
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "plan.xlsx"
+        write_workbook(frames, path)
+        content = path.read_bytes()
+    media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    return Response(
+        content,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="plan-{plan_id}.xlsx"'},
+    )

@@ -1,0 +1,129 @@
+"""Scenarios: create from JSON or from an upload (XLSX workbook or zip of CSV tables)."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from fastapi import APIRouter, HTTPException, Query, Request, UploadFile
+from sqlalchemy import func, select
+
+from api.db import ScenarioRow
+from api.deps import Reader, StateDep, Writer
+from api.schemas import Page, ScenarioCreate, ScenarioOut, ScenarioSummary
+from catalogs.errors import InputError, Problem
+from models.scenario import Scenario
+from planner.spreadsheets import read_scenario
+
+router = APIRouter(prefix="/v1/scenarios", tags=["scenarios"])
+MAX_ZIP_ENTRIES = 50
+MAX_ZIP_RATIO = 100
+
+
+def _store(app, scenario: Scenario, key_id: str | None) -> ScenarioOut:
+    with app.db.transaction() as session:
+        row = ScenarioRow(
+            name=scenario.name, body=scenario.model_dump(mode="json"), created_by=key_id
+        )
+        session.add(row)
+        session.flush()
+        return ScenarioOut(id=row.id, name=row.name, created_at=row.created_at, scenario=row.body)
+
+
+@router.post("", status_code=201, operation_id="create_scenario")
+def create_scenario(body: ScenarioCreate, app: StateDep, key_id: Writer) -> ScenarioOut:
+    """Store a scenario given as JSON."""
+    return _store(app, body.scenario, key_id)
+
+
+def _safe_extract(data: bytes, folder: Path, limit: int) -> None:
+    """Extract a zip of CSV files, refusing path traversal, many entries and size bombs."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise InputError([Problem("upload", None, None, "not a zip archive")]) from exc
+    entries = [e for e in archive.infolist() if not e.is_dir()]
+    if len(entries) > MAX_ZIP_ENTRIES:
+        raise InputError(
+            [Problem("upload", None, None, f"more than {MAX_ZIP_ENTRIES} files in the archive")]
+        )
+    total = 0
+    for entry in entries:
+        path = PurePosixPath(entry.filename)
+        if path.is_absolute() or ".." in path.parts or "\\" in entry.filename:
+            raise InputError(
+                [Problem("upload", None, None, "unsafe path in the archive", entry.filename)]
+            )
+        total += entry.file_size
+        if total > limit or (
+            entry.compress_size and entry.file_size / entry.compress_size > MAX_ZIP_RATIO
+        ):
+            raise HTTPException(413, "the archive expands beyond the upload limit")
+    for entry in entries:
+        name = PurePosixPath(entry.filename).name
+        if name.lower().endswith(".csv"):
+            (folder / name).write_bytes(archive.read(entry))
+
+
+@router.post("/upload", status_code=201, operation_id="upload_scenario")
+async def upload_scenario(
+    file: UploadFile, request: Request, app: StateDep, key_id: Writer
+) -> ScenarioOut:
+    """Store a scenario uploaded as an .xlsx workbook or a .zip of the CSV tables."""
+    limit = app.settings.max_upload_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise HTTPException(413, f"the upload exceeds {limit} bytes")
+    name = file.filename or "upload"
+    with tempfile.TemporaryDirectory() as folder:
+        if name.lower().endswith(".xlsx"):
+            path = Path(folder) / Path(name).name
+            path.write_bytes(data)
+        elif name.lower().endswith(".zip"):
+            path = Path(folder) / "scenario"
+            path.mkdir()
+            _safe_extract(data, path, limit)
+        else:
+            raise InputError(
+                [Problem(name, None, None, "upload an .xlsx workbook or a .zip of CSV tables")]
+            )
+        scenario = read_scenario(path)
+    return _store(app, scenario, key_id)
+
+
+@router.get("/{scenario_id}", operation_id="get_scenario")
+def get_scenario(scenario_id: str, app: StateDep, _key: Reader) -> ScenarioOut:
+    with app.db.read() as session:
+        row = session.get(ScenarioRow, scenario_id)
+        if row is None:
+            raise HTTPException(404, f"no scenario '{scenario_id}'")
+        return ScenarioOut(id=row.id, name=row.name, created_at=row.created_at, scenario=row.body)
+
+
+@router.get("", operation_id="list_scenarios")
+def list_scenarios(
+    app: StateDep,
+    _key: Reader,
+    limit: int = Query(20, ge=1, le=200),
+    offset: int = Query(0, ge=0, le=1_000_000_000),
+) -> Page:
+    """Newest first, ``limit`` at a time from ``offset``."""
+    with app.db.read() as session:
+        total = session.scalar(select(func.count()).select_from(ScenarioRow)) or 0
+        rows = session.scalars(
+            select(ScenarioRow)
+            .order_by(ScenarioRow.created_at.desc(), ScenarioRow.id)
+            .limit(limit)
+            .offset(offset)
+        ).all()
+        items = [ScenarioSummary(id=r.id, name=r.name, created_at=r.created_at) for r in rows]
+    following = offset + limit
+    return Page(
+        items=items,
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_offset=following if following < total else None,
+    )

@@ -1,0 +1,141 @@
+"""What-if sessions: a base scenario, named variants, solve all, compare, export."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import select
+
+from api.db import ScenarioRow, SessionRow, VariantRow
+from api.deps import Reader, StateDep, Writer
+from api.routes.jobs import start_job
+from api.schemas import JobOut, SessionCreate, SessionOut, VariantIn
+from planner.session import parse_variant_options
+from planner.spreadsheets import write_workbook
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+
+
+def _session_out(app, session_id: str) -> SessionOut:
+    with app.db.read() as session:
+        row = session.get(SessionRow, session_id)
+        if row is None:
+            raise HTTPException(404, f"no session '{session_id}'")
+        variants = session.scalars(
+            select(VariantRow)
+            .where(VariantRow.session_id == session_id)
+            .order_by(VariantRow.created_at)
+        ).all()
+        return SessionOut(
+            id=row.id,
+            name=row.name,
+            scenario_id=row.scenario_id,
+            variants=[VariantIn(name=v.name, changes=v.changes) for v in variants],
+            comparison=row.comparison,
+        )
+
+
+@router.post("", status_code=201, operation_id="create_session")
+def create_session(body: SessionCreate, app: StateDep, key_id: Writer) -> SessionOut:
+    with app.db.transaction() as session:
+        if session.get(ScenarioRow, body.scenario_id) is None:
+            raise HTTPException(404, f"no scenario '{body.scenario_id}'")
+        row = SessionRow(name=body.name, scenario_id=body.scenario_id, created_by=key_id)
+        session.add(row)
+        session.flush()
+        session_id = row.id
+    return _session_out(app, session_id)
+
+
+@router.get("/{session_id}", operation_id="get_session")
+def get_session(session_id: str, app: StateDep, _key: Reader) -> SessionOut:
+    return _session_out(app, session_id)
+
+
+@router.post("/{session_id}/variants", status_code=201, operation_id="add_variant")
+def add_variant(session_id: str, body: VariantIn, app: StateDep, _key: Writer) -> SessionOut:
+    """Add a variant: overrides as (parameter, value) — scale factors or absolute values."""
+    spec = f"{body.name}:" + ",".join(f"{c.key}={c.value}" for c in body.changes)
+    parse_variant_options([spec])  # same validation as the command line
+    with app.db.transaction() as session:
+        row = session.get(SessionRow, session_id)
+        if row is None:
+            raise HTTPException(404, f"no session '{session_id}'")
+        taken = session.scalars(
+            select(VariantRow).where(
+                VariantRow.session_id == session_id, VariantRow.name == body.name
+            )
+        ).first()
+        if taken is not None:
+            raise HTTPException(409, f"the session already has a variant '{body.name}'")
+        session.add(
+            VariantRow(
+                session_id=session_id,
+                name=body.name,
+                changes=[c.model_dump() for c in body.changes],
+            )
+        )
+        row.comparison = None
+    return _session_out(app, session_id)
+
+
+@router.post("/{session_id}/solve", status_code=202, operation_id="solve_session")
+def solve_session(session_id: str, app: StateDep, key_id: Writer) -> JobOut:
+    """Solve the base and every variant (a job); the comparison appears on the session."""
+    current = _session_out(app, session_id)
+    if not current.variants:
+        raise HTTPException(422, "add at least one variant first")
+    with app.db.read() as session:
+        scenario = session.get(ScenarioRow, current.scenario_id).body
+    request = {
+        "session_id": session_id,
+        "scenario": scenario,
+        "variants": [v.model_dump() for v in current.variants],
+        "time_limit_s": app.settings.solve_time_limit_s,
+    }
+    job = start_job(app, "session", request, key_id, None)
+    return JSONResponse(
+        status_code=202,
+        content=job.model_dump(mode="json"),
+        headers={"Location": f"/v1/jobs/{job.id}"},
+    )
+
+
+def _comparison(app, session_id: str) -> list[dict]:
+    current = _session_out(app, session_id)
+    if current.comparison is None:
+        raise HTTPException(
+            409, "the session has not been solved since its last change: POST …/solve"
+        )
+    return current.comparison
+
+
+@router.get("/{session_id}/comparison", operation_id="compare_session")
+def compare(session_id: str, app: StateDep, _key: Reader) -> list[dict]:
+    """Side by side: KPIs of the base and each variant, with deltas against the base."""
+    return _comparison(app, session_id)
+
+
+@router.get(
+    "/{session_id}/comparison.xlsx",
+    operation_id="export_session_comparison",
+    responses={
+        200: {"content": {"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}}
+    },
+)
+def export_comparison(session_id: str, app: StateDep, _key: Reader) -> Response:
+    rows = _comparison(app, session_id)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "comparison.xlsx"
+        write_workbook({"comparison": pd.DataFrame(rows)}, path)
+        content = path.read_bytes()
+    media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    return Response(
+        content,
+        media_type=media,
+        headers={"Content-Disposition": 'attachment; filename="comparison.xlsx"'},
+    )

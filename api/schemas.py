@@ -1,0 +1,112 @@
+"""Request and response schemas of the REST API (separate from the domain types)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.scenario import Scenario
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["invalid_input"])
+    message: str = Field(examples=["1 problem in the input"])
+    field: str | None = Field(default=None, examples=["periods.1.hours"])
+    problems: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ScenarioCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scenario: Scenario
+
+
+class ScenarioOut(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+    scenario: dict[str, Any]
+
+
+class ScenarioSummary(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class Page(BaseModel):
+    items: list[ScenarioSummary]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class SolveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    wait_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=600,
+        description="Seconds to wait for the plan before answering 202 with a job.",
+    )
+    time_limit_s: float = Field(default=60.0, gt=0, le=3600)
+    gap: float = Field(default=0.005, gt=0, lt=1)
+    baselines: bool = True
+    catalog: str | None = Field(
+        default=None, description="Name of a user catalog whose entries extend the shipped one."
+    )
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    status: str
+    progress: float
+    error: str | None
+    plan_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PlanOut(BaseModel):
+    id: str
+    scenario_id: str
+    status: str
+    created_at: datetime
+    plan: dict[str, Any]
+    audit: dict[str, Any]
+
+
+class CatalogEntryOut(BaseModel):
+    catalog: str
+    kind: str
+    id: str
+    entry: dict[str, Any]
+
+
+class VariantChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(examples=["power_cap_scale"])
+    value: float = Field(examples=[0.8])
+
+
+class VariantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    changes: list[VariantChange] = Field(min_length=1)
+
+
+class SessionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    scenario_id: str
+
+
+class SessionOut(BaseModel):
+    id: str
+    name: str
+    scenario_id: str
+    variants: list[VariantIn]
+    comparison: list[dict[str, Any]] | None

@@ -1,0 +1,51 @@
+"""Service settings from the environment (RACKPLAN_*), read once at start."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("RACKPLAN_DATA_DIR", "rackplan-data"))
+    )
+    database_url: str | None = field(
+        default_factory=lambda: os.environ.get("RACKPLAN_DATABASE_URL")
+    )
+    """SQLAlchemy URL; default an SQLite file in data_dir (PostgreSQL: postgresql+psycopg://…)."""
+    keys_for_reads: bool = field(default_factory=lambda: _bool("RACKPLAN_KEYS_FOR_READS", False))
+    """Require an API key for GET requests too (writes always need one)."""
+    cors_origins: tuple[str, ...] = field(
+        default_factory=lambda: tuple(
+            o for o in os.environ.get("RACKPLAN_CORS_ORIGINS", "").split(",") if o
+        )
+    )
+    max_body_bytes: int = field(
+        default_factory=lambda: int(os.environ.get("RACKPLAN_MAX_BODY_BYTES", 2_000_000))
+    )
+    max_upload_bytes: int = field(
+        default_factory=lambda: int(os.environ.get("RACKPLAN_MAX_UPLOAD_BYTES", 10_000_000))
+    )
+    solve_workers: int = field(
+        default_factory=lambda: int(os.environ.get("RACKPLAN_SOLVE_WORKERS", 2))
+    )
+    queue_limit: int = field(default_factory=lambda: int(os.environ.get("RACKPLAN_QUEUE_LIMIT", 8)))
+    """Queued + running jobs allowed before new solves are refused with 429."""
+    solve_time_limit_s: float = field(
+        default_factory=lambda: float(os.environ.get("RACKPLAN_SOLVE_TIME_LIMIT_S", 60))
+    )
+
+    @property
+    def url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.data_dir / 'rackplan.sqlite3').resolve()}"
