@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import pandas as pd
 import pyomo.environ as pyo
 
@@ -104,81 +107,81 @@ def _capacity_rows(solver: PlanSolver, duals: dict) -> list[dict]:
     return rows
 
 
-def _finite_difference(
-    solver: PlanSolver, base_objective: float, apply, undo, delta: float
-) -> float | None:
-    apply(delta)
-    outcome = solver.solve()
-    undo()
-    if not outcome.has_solution:
-        return None
-    return (base_objective - outcome.objective) / delta
+@dataclass(frozen=True)
+class LimitRow:
+    """One limit row a finite difference can price: its value, how much of it is used, the
+    step to try, and how to set it."""
+
+    constraint: str
+    period: str
+    subject: str
+    unit: str
+    limit: float
+    used: float
+    step: float
+    step_label: str
+    set_limit: Callable[[float], None]
+
+
+def _limit_rows(data: PlanData, solver: PlanSolver) -> list[LimitRow]:
+    """Power caps (MW at the meter) and per-period capex budgets (USD) of the model."""
+    m = solver.model
+    periods = {p.name: p for p in data.scenario.periods}
+    largest_rack_kw = max(d.power_kw_at_load for d in data.racks.values())
+    largest_capex = max(d.capex_usd for d in data.racks.values())
+    rows = []
+    for p in m.power_cap_mw:
+        cap = pyo.value(m.power_cap_mw[p])
+        one_rack_mw = largest_rack_kw * periods[p].pue / 1000.0
+        step = max(0.05 * cap, one_rack_mw)
+        rows.append(
+            LimitRow(
+                f"power_cap[{p}]", p, "site power cap", "USD saved per MW of extra cap", cap,
+                periods[p].pue * pyo.value(m.it_power_kw[p]) / 1000.0, step, f"+{step:.3g} MW",
+                lambda value, p=p: solver.set_power_cap_mw(p, value),
+            )
+        )  # fmt: skip
+    for p in m.capex_budget_usd:
+        budget = pyo.value(m.capex_budget_usd[p])
+        step = max(0.05 * budget, largest_capex)
+        rows.append(
+            LimitRow(
+                f"capex_budget[{p}]", p, "capex budget", "USD saved per USD of extra budget",
+                budget,
+                pyo.value(m.capex_spend_usd[p]), step, f"+${step:,.0f}",
+                lambda value, p=p: solver.set_capex_budget_usd(p, value),
+            )
+        )  # fmt: skip
+    return rows
 
 
 def finite_difference_rows(data: PlanData, solver: PlanSolver, base_objective: float) -> list[dict]:
-    """$ per MW of each binding power cap and $ per $ of each binding capex budget."""
-    rows = []
-    m = solver.model
-    power = {p.name: p for p in data.scenario.periods}
-    largest_rack_mw = max(d.power_kw_at_load for d in data.racks.values()) / 1000.0
-    largest_capex = max(d.capex_usd for d in data.racks.values())
-    for p in list(m.power_cap_mw.keys()):
-        cap = pyo.value(m.power_cap_mw[p])
-        used = power[p].pue * pyo.value(m.it_power_kw[p]) / 1000.0
-        if cap - used > largest_rack_mw * power[p].pue:
-            continue  # not binding: not even one more rack would fit under a higher cap
-        delta = max(0.05 * cap, largest_rack_mw * power[p].pue)
+    """$ per unit of each binding power cap or capex budget: re-solve with the limit raised by
+    one step (at least one more rack's worth) and divide the saving by the step.
 
-        def apply(d, p=p, cap=cap):
-            solver.set_power_cap_mw(p, cap + d)
-
-        value = _finite_difference(
-            solver,
-            base_objective,
-            apply,
-            lambda p=p, cap=cap: solver.set_power_cap_mw(p, cap),
-            delta,
-        )
-        if value is not None:
-            rows.append(
-                {
-                    "constraint": f"power_cap[{p}]",
-                    "period": p,
-                    "subject": "site power cap",
-                    "value": value,
-                    "unit": "USD saved per MW of extra cap",
-                    "method": f"finite difference, MIP re-solve (+{delta:.3g} MW)",
-                }
-            )
-    for p in list(m.capex_budget_usd.keys()):
-        budget = pyo.value(m.capex_budget_usd[p])
-        spent = pyo.value(m.capex_spend_usd[p])
-        if budget - spent > largest_capex:
+    A limit is skipped as not binding when its headroom already exceeds one step's worth of
+    the largest rack (a higher limit could not change the plan).
+    """
+    found = []
+    for row in _limit_rows(data, solver):
+        if row.limit - row.used > row.step:
             continue
-        delta = max(0.05 * budget, largest_capex)
-
-        def apply(d, p=p, budget=budget):
-            solver.set_capex_budget_usd(p, budget + d)
-
-        value = _finite_difference(
-            solver,
-            base_objective,
-            apply,
-            lambda p=p, b=budget: solver.set_capex_budget_usd(p, b),
-            delta,
+        row.set_limit(row.limit + row.step)
+        outcome = solver.solve()
+        row.set_limit(row.limit)
+        if not outcome.has_solution:
+            continue
+        found.append(
+            {
+                "constraint": row.constraint,
+                "period": row.period,
+                "subject": row.subject,
+                "value": (base_objective - outcome.objective) / row.step,
+                "unit": row.unit,
+                "method": f"finite difference, MIP re-solve ({row.step_label})",
+            }
         )
-        if value is not None:
-            rows.append(
-                {
-                    "constraint": f"capex_budget[{p}]",
-                    "period": p,
-                    "subject": "capex budget",
-                    "value": value,
-                    "unit": "USD saved per USD of extra budget",
-                    "method": f"finite difference, MIP re-solve (+${delta:,.0f})",
-                }
-            )
-    return rows
+    return found
 
 
 def shadow_prices(data: PlanData, solver: PlanSolver, base_objective: float) -> pd.DataFrame:
