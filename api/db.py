@@ -37,7 +37,7 @@ def now() -> datetime:
 
 
 class Base(DeclarativeBase):
-    pass
+    """The declarative base of every table."""
 
 
 class SchemaVersion(Base):

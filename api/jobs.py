@@ -30,7 +30,7 @@ SOLVER_NICENESS = 10
 
 
 class QueueFull(Exception):
-    pass
+    """The pool already has ``queue_limit`` jobs queued or running."""
 
 
 def _lower_priority() -> None:

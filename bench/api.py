@@ -11,6 +11,7 @@ Run: ``make bench`` or ``.venv/bin/python bench/api.py [--seconds 10] [--readers
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -58,11 +59,9 @@ def create_key(data_dir: str) -> str:
 def wait_ready(base: str, timeout: float = 30) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        try:
+        with contextlib.suppress(httpx.HTTPError):  # not listening yet
             if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
                 return
-        except httpx.HTTPError:
-            pass
         time.sleep(0.2)
     raise SystemExit("the service did not become ready")
 

@@ -237,3 +237,28 @@ def test_scenario_file_docs_are_current():
 
     docs = Path(__file__).parents[1] / "docs" / "scenario-files.md"
     assert docs.read_text(encoding="utf-8") == markdown()
+
+
+def test_scenario_folder_can_extend_the_catalog(tmp_path):
+    """A racks.csv beside the scenario tables adds rack types the fleet can name."""
+    import csv
+
+    from catalogs.loader import RACKS_FILE
+
+    folder = tmp_path / "s"
+    shutil.copytree(DATA / "good_scenario", folder)
+    with RACKS_FILE.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    mine = dict(next(r for r in rows if r["id"] == "hgx-h200"), id="my-h200", capex_usd="400000")
+    with (folder / "racks.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(mine))
+        writer.writeheader()
+        writer.writerow(mine)
+    (folder / "fleet.csv").write_text("rack,installed\nmy-h200,0\n", encoding="utf-8")
+    result = runner.invoke(app, ["solve", str(folder), "--format", "json", "--no-baselines"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    plan = json.loads(result.stdout)
+    assert {p["rack"] for p in plan["purchases"]} == {"my-h200"}
+    assert all(p["capex_usd"] == 400_000 * p["racks_bought"] for p in plan["purchases"])
