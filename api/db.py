@@ -22,7 +22,9 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -93,6 +95,8 @@ class JobRow(Base):
     created_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    """host:pid of the service process whose pool runs the job (schema version 2)."""
 
 
 class SessionRow(Base):
@@ -129,7 +133,15 @@ def _create_v1(engine: Engine) -> None:
     Base.metadata.create_all(engine)
 
 
-MIGRATIONS: tuple[tuple[int, Callable[[Engine], None]], ...] = ((1, _create_v1),)
+def _job_owner_v2(engine: Engine) -> None:
+    """jobs.owner: which service process runs a job (several HTTP workers share a database)."""
+    columns = {c["name"] for c in inspect(engine).get_columns("jobs")}
+    if "owner" not in columns:
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE jobs ADD COLUMN owner VARCHAR(100)"))
+
+
+MIGRATIONS: tuple[tuple[int, Callable[[Engine], None]], ...] = ((1, _create_v1), (2, _job_owner_v2))
 """(version, step): applied in order to databases below that version."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

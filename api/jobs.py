@@ -5,7 +5,8 @@
 - ``cancel`` drops a queued job, or marks a running one cancelled (its worker finishes its
   time-limited solve and the result is discarded);
 - ``recover`` at start: jobs left ``queued`` are submitted again, jobs left ``running`` are
-  marked failed with the reason — none silently vanish.
+  marked failed with the reason — none silently vanish. Jobs owned by another live process
+  of the service on this host (``rackplan serve --workers N``) are left to it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -23,6 +25,22 @@ from api.db import Database, JobRow, PlanRow, SessionRow, now
 from api.worker import session_job, solve_job
 
 RESTART_REASON = "the service stopped while this job was running; submit it again"
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+"""This process, as recorded on the jobs its pool runs."""
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Whether another live process on this host owns a job (then it is not ours to recover)."""
+    if not owner or owner == OWNER:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except OSError:
+        return False
+    return True
 
 
 SOLVER_NICENESS = 10
@@ -60,6 +78,10 @@ class JobRunner:
         with self.lock:
             if sum(1 for f in self.futures.values() if not f.done()) >= self.queue_limit:
                 raise QueueFull
+            with self.db.transaction() as session:
+                job = session.get(JobRow, job_id)
+                if job is not None:
+                    job.owner = OWNER
             future = self.pool.submit(work, self.db_url, job_id, request)
             self.futures[job_id] = future
         future.add_done_callback(lambda f, job_id=job_id: self._finish(job_id, f))
@@ -124,6 +146,8 @@ class JobRunner:
             ).all()
             to_submit = []
             for job in stale:
+                if owner_alive(job.owner):
+                    continue  # another live worker process of this service runs it
                 if job.status == "running":
                     job.status = "failed"
                     job.error = RESTART_REASON
@@ -144,4 +168,12 @@ class JobRunner:
         return {"requeued": requeued, "failed": failed}
 
     def shutdown(self) -> None:
+        """Stop at once: drop queued work and end the worker processes (a running solve is
+        lost; its job stays ``running`` and ``recover`` marks it failed at the next start)."""
+        processes = list(getattr(self.pool, "_processes", {}).values())
         self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=5)

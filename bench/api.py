@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -40,10 +41,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(data_dir: str, port: int) -> subprocess.Popen:
+def start_server(data_dir: str, port: int, http_workers: int) -> subprocess.Popen:
     env = dict(os.environ, RACKPLAN_DATA_DIR=data_dir, RACKPLAN_SOLVE_WORKERS="2")
     rackplan = str(Path(sys.executable).with_name("rackplan"))
-    command = [rackplan, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        rackplan,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(http_workers),
+    ]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -75,13 +85,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--readers", type=int, default=4)
+    parser.add_argument(
+        "--client",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator: wrk (C, little CPU) when installed, else Python threads",
+    )
+    parser.add_argument("--http-workers", type=int, default=2, help="rackplan serve --workers")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as data_dir:
         key = create_key(data_dir)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        server = start_server(data_dir, port)
+        server = start_server(data_dir, port, args.http_workers)
         try:
             wait_ready(base)
             headers = {"Authorization": f"Bearer {key}"}
@@ -104,6 +121,14 @@ def main() -> None:
             counts = [0] * args.readers
             health: list[float] = []
 
+            def wrk_reader() -> None:
+                url = f"{base}/v1/scenarios/{scenario_id}"
+                command = ["wrk", "-t2", "-c16", f"-d{int(args.seconds)}s", url]
+                done = subprocess.run(command, capture_output=True, text=True, check=True)
+                for line in done.stdout.splitlines():
+                    if line.startswith("Requests/sec:"):
+                        counts[0] = int(float(line.split()[1]) * args.seconds)
+
             def reader(index: int) -> None:
                 with httpx.Client(base_url=base, timeout=10) as client:
                     while time.time() < stop:
@@ -119,7 +144,11 @@ def main() -> None:
                         health.append((time.perf_counter() - start) * 1e3)
                         time.sleep(0.01)
 
-            threads = [threading.Thread(target=reader, args=(i,)) for i in range(args.readers)]
+            use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
+            if use_wrk:
+                threads = [threading.Thread(target=wrk_reader)]
+            else:
+                threads = [threading.Thread(target=reader, args=(i,)) for i in range(args.readers)]
             threads.append(threading.Thread(target=prober))
             for t in threads:
                 t.start()
@@ -133,6 +162,8 @@ def main() -> None:
     result = {
         "seconds": args.seconds,
         "readers": args.readers,
+        "client": "wrk" if use_wrk else "python threads",
+        "http_workers": args.http_workers,
         "reads_per_s": sum(counts) / args.seconds,
         "health_median_ms": statistics.median(health),
         "health_p99_ms": percentile(health, 0.99),
@@ -144,7 +175,7 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print(
-        f"reads: {result['reads_per_s']:.0f} req/s with {args.readers} reader threads while two "
+        f"reads: {result['reads_per_s']:.0f} req/s ({result['client']}) while two "
         f"solves ran (target {TARGETS['reads_per_s']}); health median "
         f"{result['health_median_ms']:.1f} ms, p99 {result['health_p99_ms']:.1f} ms over "
         f"{len(health)} probes (target {TARGETS['health_p99_ms']} ms); "

@@ -412,3 +412,58 @@ def test_openapi_has_stable_operation_ids(service):
         "ready",
     } <= ids
     assert spec["openapi"].startswith("3.1")
+
+
+def test_schema_migrates_an_older_database(tmp_path):
+    """A version-1 database (no jobs.owner column) is migrated to the current version at start."""
+    from sqlalchemy import create_engine, inspect, text
+
+    from api.db import SCHEMA_VERSION, Base
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    engine = create_engine(url)
+    Base.metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE jobs DROP COLUMN owner"))
+        connection.execute(
+            text(
+                "CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY, version INTEGER, applied_at TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text("INSERT INTO schema_version (version, applied_at) VALUES (1, '2026-01-01')")
+        )
+    engine.dispose()
+    db = Database(url)
+    assert db.version == SCHEMA_VERSION == 2
+    assert "owner" in {c["name"] for c in inspect(db.engine).get_columns("jobs")}
+
+
+def test_jobs_of_another_live_worker_are_left_alone(tmp_path):
+    """With several HTTP workers, a starting worker does not fail jobs a live sibling runs."""
+    import os
+
+    settings = _settings(tmp_path)
+    db = Database(settings.url)
+    request = {"scenario_id": "s1", "scenario": QUICKSTART, "baselines": False}
+    with db.transaction() as session:
+        session.add(ScenarioRow(id="s1", name="quickstart", body=QUICKSTART))
+        session.add(
+            JobRow(
+                id="sibling",
+                kind="solve",
+                status="running",
+                request=request,
+                owner=f"{__import__('socket').gethostname()}:{os.getppid()}",
+            )
+        )
+        session.add(
+            JobRow(
+                id="orphan", kind="solve", status="running", request=request, owner="otherhost:1"
+            )
+        )
+    db.engine.dispose()
+    app = create_app(settings)
+    with TestClient(app) as client:
+        assert client.get("/v1/jobs/sibling").json()["status"] == "running"
+        assert client.get("/v1/jobs/orphan").json()["status"] == "failed"
