@@ -427,7 +427,8 @@ def test_schema_migrates_an_older_database(tmp_path):
         connection.execute(text("ALTER TABLE jobs DROP COLUMN owner"))
         connection.execute(
             text(
-                "CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY, version INTEGER, applied_at TIMESTAMP)"
+                "CREATE TABLE IF NOT EXISTS schema_version "
+                "(id INTEGER PRIMARY KEY, version INTEGER, applied_at TIMESTAMP)"
             )
         )
         connection.execute(
