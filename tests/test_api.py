@@ -468,3 +468,14 @@ def test_jobs_of_another_live_worker_are_left_alone(tmp_path):
     with TestClient(app) as client:
         assert client.get("/v1/jobs/sibling").json()["status"] == "running"
         assert client.get("/v1/jobs/orphan").json()["status"] == "failed"
+
+
+def test_cors_is_off_unless_configured(tmp_path):
+    origin = {"Origin": "https://planner.example", "Access-Control-Request-Method": "GET"}
+    closed = create_app(_settings(tmp_path / "a"))
+    with TestClient(closed) as client:
+        assert "access-control-allow-origin" not in client.get("/health", headers=origin).headers
+    opened = create_app(_settings(tmp_path / "b", cors_origins=("https://planner.example",)))
+    with TestClient(opened) as client:
+        response = client.options("/v1/catalogs/racks", headers=origin)
+        assert response.headers["access-control-allow-origin"] == "https://planner.example"
