@@ -127,28 +127,38 @@ def define_parameters(m: pyo.ConcreteModel, data: PlanData) -> None:
     m.electricity_usd_per_kwh = pyo.Param(
         m.T, initialize={p.name: p.electricity_usd_per_kwh for p in s.periods}, mutable=True
     )
-    m.fleet_floor = pyo.Param(m.T, initialize=_fleet_floor(data), mutable=True, within=pyo.Reals)
+    m.fleet_floor = pyo.Param(m.T, initialize=fleet_floor(data), mutable=True, within=pyo.Reals)
 
 
-def _fleet_floor(data: PlanData) -> dict[str, float]:
-    """Valid lower bound on total installed racks per period (see define_fleet_size_floor)."""
+def fleet_floor(
+    data: PlanData, demand: Callable[[str, str, str], float] | None = None
+) -> dict[str, float]:
+    """Valid lower bound on total installed racks per period (see define_fleet_size_floor).
+
+    ``demand(class, phase, period)`` gives the current demand row value (tokens/s); by default
+    the scenario's. What-if changes to demand must refresh the bound (``PlanSolver``), or a
+    lowered demand would keep an invalid, too-high floor.
+    """
+    if demand is None:
+
+        def demand(c: str, phase: str, p: str) -> float:
+            return (data.demand_decode if phase == "decode" else data.demand_prefill)[(c, p)]
+
     spare = data.scenario.policy.spare_fraction
     best = defaultdict(float)
     for col in data.columns:
-        best[(col.workload_class, "decode")] = max(
-            best[(col.workload_class, "decode")], col.decode_rate
-        )
-        best[(col.workload_class, "prefill")] = max(
-            best[(col.workload_class, "prefill")], col.prefill_rate
-        )
+        key = col.workload_class
+        best[(key, "decode")] = max(best[(key, "decode")], col.decode_rate)
+        best[(key, "prefill")] = max(best[(key, "prefill")], col.prefill_rate)
     floor = {}
     for p in data.periods:
         bounds = []
-        for phase, demand in (("decode", data.demand_decode), ("prefill", data.demand_prefill)):
+        for phase in ("decode", "prefill"):
             need = 0.0
             for c in data.classes:
-                if demand[(c, p)] > 0 and best[(c, phase)] > 0:
-                    need += demand[(c, p)] / best[(c, phase)]
+                value = demand(c, phase, p)
+                if value > 0 and best[(c, phase)] > 0:
+                    need += value / best[(c, phase)]
             bounds.append(need)
         floor[p] = math.ceil(max(bounds) / (1 - spare) - 1e-6) if max(bounds) > 0 else 0
     return floor

@@ -18,7 +18,7 @@ from pyomo.contrib.solver.common.results import TerminationCondition
 
 from catalogs.errors import InputError, Problem
 from planner.data import PlanData
-from planner.model import build_model
+from planner.model import build_model, fleet_floor
 
 _HIGHS_OPTION_NAMES: set[str] | None = None
 
@@ -109,6 +109,7 @@ class PlanSolver:
         self._size = model_size(self.model)
         self._loaded = False
         self._start: highspy.HighsSolution | None = None
+        self._demand_changed = False
         self._install_warm_start()
 
     def _install_warm_start(self) -> None:
@@ -145,6 +146,8 @@ class PlanSolver:
         Re-solves start from the previous incumbent (``_install_warm_start``).
         """
         options = self.options
+        if self._demand_changed:
+            self._refresh_fleet_floor()
         solver_options = {"mip_rel_gap": options.rel_gap, **options.checked_highs_options()}
         start = time.perf_counter()
         results = self.solver.solve(
@@ -226,6 +229,18 @@ class PlanSolver:
 
     def set_demand(self, workload_class: str, phase: str, period: str, value: float) -> None:
         self.model.demand[workload_class, phase, period] = value
+        self._demand_changed = True
+
+    def _refresh_fleet_floor(self) -> None:
+        """Recompute the fleet-size valid inequality from the current demand parameters."""
+        m = self.model
+
+        def demand(c: str, phase: str, p: str) -> float:
+            return pyo.value(m.demand[c, phase, p])
+
+        for p, value in fleet_floor(self.data, demand).items():
+            m.fleet_floor[p] = value
+        self._demand_changed = False
 
     def set_capex_usd(self, rack: str, value: float) -> None:
         self.model.capex_usd[rack] = value

@@ -1,0 +1,64 @@
+"""What-if changes on the persistent model give the same plan as solving the changed
+scenario from scratch."""
+
+from __future__ import annotations
+
+import pytest
+
+from planner.data import prepare
+from planner.solve import PlanSolver, SolveOptions
+from planner.whatif import Baseline, apply_change
+from tests.planning import Demand, RackOption, disaggregated_class, measured, periods, scenario
+
+EXACT = SolveOptions(time_limit_s=30, rel_gap=1e-9)
+
+
+def _scenario(demand: float):
+    return scenario(
+        periods=periods("P1", "P2", power_cap_mw=0.2),
+        classes=(disaggregated_class(),),
+        demand=tuple(
+            Demand(
+                period=p, workload_class="chat", output_tokens_per_s=demand, prefill_decode_ratio=2
+            )
+            for p in ("P1", "P2")
+        ),
+        racks=(
+            RackOption(rack="hgx-h100", capex_usd=1e6, power_kw_at_load=10, power_kw_idle=4),
+            RackOption(rack="hgx-b200", capex_usd=2.5e6, power_kw_at_load=12, power_kw_idle=5),
+        ),
+        measured_rates=measured("hgx-h100", "chat", 4000, 1000, 9)
+        + measured("hgx-b200", "chat", 9000, 2600, 11),
+    )
+
+
+def _fresh(sc, catalog) -> float:
+    return PlanSolver(prepare(sc, catalog), EXACT).solve().objective
+
+
+@pytest.mark.parametrize("scale", [0.3, 0.6, 1.0, 1.7])
+def test_demand_scale_matches_a_fresh_solve(catalog, scale):
+    """Scaling demand down must also lower the fleet-size floor (else a stale, too-high
+    floor would force needless racks)."""
+    solver = PlanSolver(prepare(_scenario(2500), catalog), EXACT)
+    solver.solve()
+    apply_change(solver, Baseline.of(solver), "demand_scale", scale)
+    assert solver.solve().objective == pytest.approx(
+        _fresh(_scenario(2500 * scale), catalog), rel=1e-9
+    )
+
+
+def test_power_cap_and_price_changes_match_fresh_solves(catalog):
+    solver = PlanSolver(prepare(_scenario(2500), catalog), EXACT)
+    solver.solve()
+    baseline = Baseline.of(solver)
+    apply_change(solver, baseline, "power_cap_scale", 0.5)
+    apply_change(solver, baseline, "capex_scale:hgx-b200", 0.6)
+    tight = _scenario(2500)
+    tight = tight.model_copy(
+        update={
+            "periods": periods("P1", "P2", power_cap_mw=0.1),
+            "racks": (tight.racks[0], tight.racks[1].model_copy(update={"capex_usd": 1.5e6})),
+        }
+    )
+    assert solver.solve().objective == pytest.approx(_fresh(tight, catalog), rel=1e-9)
