@@ -8,9 +8,12 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Frozen(BaseModel):
-    """Immutable, strict-schema base: unknown fields are errors, instances are hashable."""
+    """Immutable, strict-schema base: unknown fields are errors, infinities and NaN are refused,
+    instances are hashable."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False
+    )
 
 
 class Confidence(StrEnum):

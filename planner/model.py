@@ -401,54 +401,80 @@ def define_rack_supply(m: pyo.ConcreteModel, data: PlanData) -> None:
 
 
 def define_rack_types_max(m: pyo.ConcreteModel, data: PlanData) -> None:
-    """Σ_r type_used[r] ≤ K and installed[r,t] ≤ M_r·type_used[r] (M_r a valid fleet bound)."""
+    """Σ_r type_used[r] ≤ K and installed[r,t] ≤ M_r·type_used[r] (M_r: ``fleet_upper_bounds``,
+    a mutable parameter refreshed when demand changes)."""
     limit = data.scenario.policy.max_rack_types
     if limit is None:
         return
     m.rack_types_max = pyo.Constraint(expr=sum(m.type_used[r] for r in m.R) <= limit)
-    bound = _fleet_upper_bounds(data)
+    m.fleet_bound = pyo.Param(
+        m.R, initialize=fleet_upper_bounds(data), mutable=True, within=pyo.Reals
+    )
     m.rack_type_link = pyo.Constraint(
-        m.R, m.T, rule=lambda _m, r, p: m.installed[r, p] <= bound[r] * m.type_used[r]
+        m.R, m.T, rule=lambda _m, r, p: m.installed[r, p] <= m.fleet_bound[r] * m.type_used[r]
     )
 
 
-def _fleet_upper_bounds(data: PlanData) -> dict[str, float]:
-    """A fleet size no optimal plan exceeds: existing + lots to serve every class alone at the
-    type's best rates in the busiest period, rounded up to lots, plus one lot; or the supply."""
+def fleet_upper_bounds(
+    data: PlanData, demand: Callable[[str, str, str], float] | None = None
+) -> dict[str, float]:
+    """A fleet size of each rack type that no optimal plan exceeds (the big-M of K types).
+
+    The tightest of the hard limits that apply — existing + supply × periods; the floor space;
+    the largest power cap / (PUE · P_load) — else a demand bound: in a plan without useless
+    purchases every batch bought serves some period, so a batch is at most the busiest
+    period's need of this type alone (Σ_c,phase demand / best rate, whole replicas rounded up
+    per class and phase, / (1 − spare)) rounded up to lots; at most one batch per period is
+    alive at once, so M = existing + periods × that batch. Loose, but valid even when budgets
+    or supply force buying ahead and lifetimes overlap batches.
+    """
+    if demand is None:
+
+        def demand(c: str, phase: str, p: str) -> float:
+            return (data.demand_decode if phase == "decode" else data.demand_prefill)[(c, p)]
+
     spare = data.scenario.policy.spare_fraction
+    count = len(data.periods)
     bounds = {}
     for r, info in data.racks.items():
-        need = 0.0
+        batch = 0.0
         for p in data.periods:
-            total = 0.0
+            need = 0.0
             for c in data.classes:
-                for phase, demand in (
-                    ("decode", data.demand_decode),
-                    ("prefill", data.demand_prefill),
-                ):
-                    rates = [
-                        col.decode_rate if phase == "decode" else col.prefill_rate
-                        for col in data.columns
+                for phase in ("decode", "prefill"):
+                    columns = [
+                        col for col in data.columns
                         if col.rack == r and col.workload_class == c
-                    ]
-                    best = max(rates, default=0.0)
-                    if best > 0:
-                        total += demand[(c, p)] / best
-            need = max(need, total / (1 - spare))
+                        and (col.decode_rate if phase == "decode" else col.prefill_rate) > 0
+                    ]  # fmt: skip
+                    value = demand(c, phase, p)
+                    if not columns or value <= 0:
+                        continue
+                    best = max(
+                        col.decode_rate if phase == "decode" else col.prefill_rate
+                        for col in columns
+                    )
+                    rounding = max(
+                        (col.racks_per_replica for col in columns if col.integer), default=0.0
+                    )
+                    need += value / best + rounding
+            batch = max(batch, need / (1 - spare))
         lot = info.option.lot_size
-        by_demand = info.option.installed + math.ceil(need / lot) * lot + lot
-        supply = info.option.supply_limit_per_period
-        by_supply = (
-            info.option.installed + supply * len(data.periods) if supply is not None else math.inf
-        )
-        bounds[r] = float(min(by_demand + _max_int_column_size(data, r), by_supply))
+        by_demand = info.option.installed + count * (math.ceil(batch / lot) + 1) * lot
+        hard = [by_demand]
+        if info.option.supply_limit_per_period is not None:
+            hard.append(info.option.installed + info.option.supply_limit_per_period * count)
+        if data.scenario.floor_space_racks is not None:
+            hard.append(data.scenario.floor_space_racks)
+        caps = [
+            p.power_cap_mw * 1000.0 / (p.pue * info.power_kw_at_load)
+            for p in data.scenario.periods
+            if p.power_cap_mw
+        ]
+        if len(caps) == count:
+            hard.append(math.floor(max(caps)))
+        bounds[r] = float(max(min(hard), info.option.installed))
     return bounds
-
-
-def _max_int_column_size(data: PlanData, rack: str) -> float:
-    return max(
-        (c.racks_per_replica for c in data.columns if c.rack == rack and c.integer), default=0.0
-    )
 
 
 def define_replica_integrality(m: pyo.ConcreteModel, data: PlanData) -> None:

@@ -18,7 +18,7 @@ from pyomo.contrib.solver.common.results import TerminationCondition
 
 from catalogs.errors import InputError, Problem
 from planner.data import PlanData
-from planner.model import build_model, fleet_floor
+from planner.model import build_model, fleet_floor, fleet_upper_bounds
 
 _HIGHS_OPTION_NAMES: set[str] | None = None
 
@@ -232,7 +232,8 @@ class PlanSolver:
         self._demand_changed = True
 
     def _refresh_fleet_floor(self) -> None:
-        """Recompute the fleet-size valid inequality from the current demand parameters."""
+        """Recompute the demand-derived bounds (the fleet-size valid inequality and the K-types
+        big-M) from the current demand parameters."""
         m = self.model
 
         def demand(c: str, phase: str, p: str) -> float:
@@ -240,6 +241,9 @@ class PlanSolver:
 
         for p, value in fleet_floor(self.data, demand).items():
             m.fleet_floor[p] = value
+        if hasattr(m, "fleet_bound"):
+            for r, value in fleet_upper_bounds(self.data, demand).items():
+                m.fleet_bound[r] = value
         self._demand_changed = False
 
     def set_capex_usd(self, rack: str, value: float) -> None:

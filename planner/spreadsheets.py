@@ -5,12 +5,15 @@ strict checks of meaning (every problem reported with its file/sheet, row and co
 from __future__ import annotations
 
 import csv
+import io
+import math
 import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -37,8 +40,16 @@ HEADER_FILL = PatternFill("solid", fgColor="DDE7F0")
 MAX_WIDTH = 60
 
 
+def _cell_value(value: object) -> object:
+    if isinstance(value, float) and pd.isna(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
 def _number_format(column: str) -> str | None:
-    if column.endswith("_usd") or column in {"objective_usd", "value"}:
+    if column.endswith("_per_kwh") or column in {"value", "prefill_decode_ratio", "pue"}:
+        return "General"
+    if column.endswith("_usd") or column == "objective_usd":
         return "#,##0"
     if column.endswith(("_share", "utilisation")) or column in {"gap", "max_utilisation"}:
         return "0.0%"
@@ -55,14 +66,10 @@ def write_sheet(workbook: Workbook, name: str, frame: pd.DataFrame) -> None:
     columns = list(frame.columns)
     sheet.append(columns)
     for row in frame.itertuples(index=False):
-        sheet.append(
-            [
-                None
-                if (isinstance(v, float) and pd.isna(v))
-                else (v.item() if hasattr(v, "item") else v)
-                for v in row
-            ]
-        )
+        sheet.append([_cell_value(v) for v in row])
+        for cell in sheet[sheet.max_row]:
+            if isinstance(cell.value, str) and cell.value.startswith("="):
+                cell.data_type = "s"  # text that looks like a formula stays text
     for index, column in enumerate(columns, start=1):
         cell = sheet.cell(row=1, column=index)
         cell.font = Font(bold=True)
@@ -108,7 +115,10 @@ def _clean(source: str, header: list[object], rows: Iterator[tuple[int, list[obj
     while names and not names[-1]:
         names.pop()
     kept = []
-    problems = []
+    problems = [
+        Problem(source, 1, name, "this column appears more than once")
+        for name in sorted({n for n in names if n and names.count(n) > 1})
+    ]
     for number, values in rows:
         if all(_blank(v) for v in values):
             continue
@@ -132,6 +142,10 @@ def _clean(source: str, header: list[object], rows: Iterator[tuple[int, list[obj
     return RawTable(source, names, kept)
 
 
+MAX_ROWS = 100_000
+"""Rows read from one table at most (a larger sheet is refused, not parsed)."""
+
+
 def read_csv_table(path: Path) -> RawTable:
     """A CSV as written by spreadsheets: UTF-8 with or without BOM, ',' or ';' delimited."""
     try:
@@ -140,20 +154,34 @@ def read_csv_table(path: Path) -> RawTable:
         raise InputError(
             [Problem(path.name, None, None, "not UTF-8 text: save as 'CSV UTF-8'")]
         ) from exc
-    first = text.splitlines()[0] if text.strip() else ""
+    first = text.split("\n", 1)[0] if text.strip() else ""
     delimiter = ";" if first.count(";") > first.count(",") else ","
-    rows = list(csv.reader(text.splitlines(), delimiter=delimiter))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows = list(enumerate(reader, start=1))  # record numbers = spreadsheet rows
     if not rows:
         raise InputError(
             [Problem(path.name, None, None, "the file is empty: it needs a header row")]
         )
-    return _clean(
-        path.name, rows[0], ((number, row) for number, row in enumerate(rows[1:], start=2))
-    )
+    return _clean(path.name, rows[0][1], iter(rows[1:]))
 
 
 def read_sheet(workbook_name: str, sheet) -> RawTable:
-    rows = list(sheet.iter_rows(values_only=True))
+    if hasattr(sheet, "reset_dimensions"):
+        sheet.reset_dimensions()  # some writers store a wrong <dimension>: never trust it
+    rows = []
+    for row in sheet.iter_rows(values_only=True):
+        rows.append(row)
+        if len(rows) > MAX_ROWS:
+            raise InputError(
+                [
+                    Problem(
+                        f"{workbook_name}, sheet {sheet.title}",
+                        None,
+                        None,
+                        f"more than {MAX_ROWS} rows",
+                    )
+                ]
+            )
     source = f"{workbook_name}, sheet {sheet.title}"
     if not rows:
         raise InputError([Problem(source, None, None, "the sheet is empty: it needs a header row")])
@@ -162,8 +190,9 @@ def read_sheet(workbook_name: str, sheet) -> RawTable:
     )
 
 
-_THOUSANDS = re.compile(r"^[+-]?\d{1,3}([, _\u00a0\u202f]\d{3})+(\.\d+)?$")
-_EUROPEAN = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+(,\d+)?$")
+_THOUSANDS = re.compile(r"^[+-]?[1-9]\d{0,2}([, _\u00a0\u202f]\d{3})+(\.\d+)?$")
+_EUROPEAN = re.compile(r"^[+-]?[1-9]\d{0,2}(\.\d{3})+(,\d+)?$")
+_PLAIN = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 def parse_number(value: object) -> float:
@@ -171,6 +200,8 @@ def parse_number(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a number")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("expected a finite number")
         return float(value)
     text = str(value).strip().replace("$", "").replace("€", "").strip()
     if _THOUSANDS.match(text):
@@ -179,10 +210,12 @@ def parse_number(value: object) -> float:
         text = text.replace(".", "").replace(",", ".")
     elif re.match(r"^[+-]?\d+,\d+$", text):
         text = text.replace(",", ".")  # decimal comma
-    try:
-        return float(text)
-    except ValueError as exc:
-        raise ValueError("expected a number") from exc
+    if not _PLAIN.match(text):
+        raise ValueError("expected a number")
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError("expected a finite number")
+    return number
 
 
 def parse_fraction(value: object) -> float:
@@ -202,7 +235,14 @@ _QUARTER = [
 
 
 def normalise_period(value: object) -> str:
-    """2027Q1, 2027-Q1, 2027 Q1, Q1 2027, q1-2027 → 2027Q1; other labels are kept as text."""
+    """2027Q1, 2027-Q1, 2027 Q1, Q1 2027, q1-2027 → 2027Q1; other labels are kept as text.
+
+    A date (Excel turns some labels into dates) is refused: its label would silently differ.
+    """
+    if isinstance(value, date):
+        raise ValueError(
+            "the spreadsheet turned this label into a date: enter it as text, e.g. 2027Q1"
+        )
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     text = str(value).strip()
@@ -300,8 +340,15 @@ def parse_settings(raw: RawTable, table: Table) -> tuple[dict[str, object], list
         )
         return {}, problems
     values = {}
+    if len(raw.header) > 2:
+        problems.append(
+            Problem(raw.source, 1, raw.header[2], "settings take two columns: key, value")
+        )
     for number, cells in raw.rows:
         key = str(cells.get("key") or "").strip()
+        if key in values:
+            problems.append(Problem(raw.source, number, "key", "this setting is given twice", key))
+            continue
         column = table.column(key)
         if column is None:
             problems.append(

@@ -262,3 +262,73 @@ def test_scenario_folder_can_extend_the_catalog(tmp_path):
     plan = json.loads(result.stdout)
     assert {p["rack"] for p in plan["purchases"]} == {"my-h200"}
     assert all(p["capex_usd"] == 400_000 * p["racks_bought"] for p in plan["purchases"])
+
+
+@pytest.mark.parametrize("text", ["0.080", "0,080", "0.125"])
+def test_leading_zero_decimals_are_not_thousands(text):
+    assert parse_number(text) == pytest.approx(float(text.replace(",", ".")))
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "1e400", "1_0"])
+def test_non_finite_and_odd_numbers_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_number(text)
+
+
+def test_dates_in_period_columns_are_refused():
+    import datetime
+
+    with pytest.raises(ValueError, match="turned this label into a date"):
+        normalise_period(datetime.datetime(2027, 1, 1))
+
+
+def test_duplicate_columns_and_settings_are_refused(tmp_path):
+    folder = tmp_path / "s"
+    shutil.copytree(DATA / "good_scenario", folder)
+    periods = folder / "periods.csv"
+    lines = periods.read_text().splitlines()
+    periods.write_text(
+        "\n".join([lines[0] + ",hours"] + [line + ",10" for line in lines[1:]]) + "\n"
+    )
+    with pytest.raises(InputError) as caught:
+        read_scenario(folder)
+    messages = {(p.file, p.column, p.message) for p in caught.value.problems}
+    assert ("periods.csv", "hours", "this column appears more than once") in messages
+    periods.write_text("\n".join(lines) + "\n")
+    settings = folder / "settings.csv"
+    settings.write_text(settings.read_text() + "salvage,linear\n")
+    with pytest.raises(InputError) as caught:
+        read_scenario(folder)
+    assert any(
+        p.message == "this setting is given twice" and p.value == "salvage"
+        for p in caught.value.problems
+    )
+
+
+def test_multiline_quoted_cells_keep_row_numbers(tmp_path):
+    folder = tmp_path / "s"
+    shutil.copytree(DATA / "good_scenario", folder)
+    fleet = folder / "fleet.csv"
+    fleet.write_text(fleet.read_text() + 'bad-rack-"x",,,,,,,"1\n2",,\n')
+    with pytest.raises(InputError) as caught:
+        read_scenario(folder)
+    capex = [p for p in caught.value.problems if p.column == "capex_usd"]
+    assert capex and capex[0].row == 5 and capex[0].value == "1\n2"
+
+
+def test_formula_like_text_round_trips_as_text(tmp_path):
+    scenario = load_scenario(EXAMPLES / "quickstart" / "scenario.json")
+    from models.scenario import MeasuredRate
+
+    rate = MeasuredRate(
+        rack="hgx-h200",
+        workload_class="chat",
+        mode="decode",
+        tokens_per_s_per_rack=1000,
+        tpot_ms=10,
+        power_kw=30,
+        source="=bench run 2",
+    )
+    scenario = scenario.model_copy(update={"measured_rates": (rate,)})
+    target = write_scenario(scenario, tmp_path / "s.xlsx")
+    assert read_scenario(target).measured_rates[0].source == "=bench run 2"
