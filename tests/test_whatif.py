@@ -62,3 +62,69 @@ def test_power_cap_and_price_changes_match_fresh_solves(catalog):
         }
     )
     assert solver.solve().objective == pytest.approx(_fresh(tight, catalog), rel=1e-9)
+
+
+# ---- the K-types big-M must never cut off a feasible plan (review findings)
+from models.scenario import Period, Policy  # noqa: E402
+
+
+def _k_types(k, *, budget_gap=False, out=500.0, replica_racks=1.0, lifetime=None):
+    names = ("P1", "P2", "P3", "P4") if budget_gap else ("P1", "P2")
+    pers = tuple(
+        Period(
+            name=n,
+            hours=1000,
+            electricity_usd_per_kwh=0.1,
+            pue=1.0,
+            capex_budget_usd=0.0 if (budget_gap and n == "P3") else None,
+        )
+        for n in names
+    )
+    rates = tuple(
+        m.model_copy(update={"racks_per_replica": replica_racks})
+        for m in measured("hgx-h100", "chat", 4000, 1000, 9)
+    )
+    return scenario(
+        periods=pers,
+        classes=(disaggregated_class(),),
+        demand=tuple(
+            Demand(period=p, workload_class="chat", output_tokens_per_s=out, prefill_decode_ratio=2)
+            for p in names
+        ),
+        racks=(
+            RackOption(
+                rack="hgx-h100",
+                capex_usd=1e6,
+                power_kw_at_load=10,
+                power_kw_idle=4,
+                lifetime_periods=lifetime,
+            ),
+        ),
+        measured_rates=rates,
+        policy=Policy(max_rack_types=k),
+    )
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        {
+            "budget_gap": True,
+            "lifetime": 2,
+        },  # a zero budget in P3 forces buying ahead; batches overlap
+        {"out": 10.0, "replica_racks": 4.0},  # whole 4-rack replicas for each phase
+    ],
+)
+def test_k_types_limit_does_not_cut_off_the_optimum(catalog, case):
+    free = _fresh(_k_types(None, **case), catalog)
+    limited = _fresh(_k_types(1, **case), catalog)
+    assert free is not None and limited == pytest.approx(free, rel=1e-9)
+
+
+def test_k_types_bound_follows_demand_what_ifs(catalog):
+    solver = PlanSolver(prepare(_k_types(1), catalog), EXACT)
+    solver.solve()
+    apply_change(solver, Baseline.of(solver), "demand_scale", 3.0)
+    assert solver.solve().objective == pytest.approx(
+        _fresh(_k_types(1, out=1500.0), catalog), rel=1e-9
+    )
