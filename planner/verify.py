@@ -57,8 +57,8 @@ def verify_plan(plan: Plan, scenario: Scenario, catalog: Catalog) -> list[Violat
     installed = _check_fleet(plan, scenario, violations)
     _check_purchases(plan, scenario, violations)
     _check_capacity(plan, scenario, installed, violations)
-    _check_rates_and_slas(plan, scenario, catalog, racks, violations)
-    _check_demand(plan, scenario, violations)
+    verified = _check_rates_and_slas(plan, scenario, catalog, racks, violations)
+    _check_demand(plan, scenario, verified, violations)
     _check_power(plan, scenario, racks, installed, violations)
     _check_money_and_space(plan, scenario, racks, installed, violations)
     _check_cost(plan, scenario, racks, installed, violations)
@@ -105,6 +105,13 @@ def _check_purchases(plan: Plan, scenario: Scenario, out: list[Violation]) -> No
         option = options.get(row.rack)
         if option is None:
             out.append(Violation("purchases", f"{row.rack} is not a rack type of the scenario"))
+            continue
+        if row.racks_bought < 0:
+            out.append(
+                Violation(
+                    "lots", f"{row.rack} in {row.period}: negative purchase {row.racks_bought:g}"
+                )
+            )
             continue
         if (
             abs(row.racks_bought - round(row.racks_bought)) > ABS_TOL
@@ -159,12 +166,51 @@ def _check_capacity(plan: Plan, scenario: Scenario, installed: dict, out: list[V
 
 def _check_rates_and_slas(
     plan: Plan, scenario: Scenario, catalog: Catalog, racks: dict, out: list[Violation]
-) -> None:
-    """Recompute each roofline allocation's rate, latency and power; check the class's SLA."""
+) -> dict[int, tuple[float, float]]:
+    """Recompute each roofline allocation's rate, latency and power; check the class's SLA, the
+    serving mode (allowed by the class and the rack's roles) and whole replicas.
+
+    Returns, per allocation row, the (output, prompt) tokens/s per rack the checker derived
+    itself (decode: prompt 0; prefill: output 0; aggregated: prompt = output·L/O), for the
+    demand check — the plan's own rate columns are never trusted.
+    """
     measured = {(m.rack, m.workload_class, m.mode.value): m for m in scenario.measured_rates}
-    for row in plan.allocation.itertuples():
+    verified: dict[int, tuple[float, float]] = {}
+    integer_all = scenario.policy.integer_replicas
+    for index, row in zip(plan.allocation.index, plan.allocation.itertuples(), strict=True):
+        classes = {c.name for c in scenario.classes}
+        if row._2 not in classes or row.rack not in racks:
+            out.append(
+                Violation("allocation", f"row names unknown class or rack ({row._2}, {row.rack})")
+            )
+            continue
         cls = scenario.workload_class(row._2)
         key = (row.rack, cls.name, row.mode)
+        allowed = (
+            {"prefill", "decode"} if "disaggregated" in {m.value for m in cls.modes} else set()
+        )
+        if "aggregated" in {m.value for m in cls.modes}:
+            allowed.add("aggregated")
+        roles = {r.value for r in racks[row.rack].roles}
+        needs = {"prefill", "decode"} if row.mode == "aggregated" else {row.mode}
+        if row.mode not in allowed or not needs <= roles:
+            out.append(
+                Violation(
+                    "mode",
+                    f"{cls.name} served {row.mode} on {row.rack}: not allowed by the class or "
+                    "the rack's roles",
+                )
+            )
+        if (integer_all or row.racks_per_replica > 1) and row.racks_per_replica > 0:
+            replicas = row.racks / row.racks_per_replica
+            if abs(replicas - round(replicas)) > 1e-6 * max(1.0, replicas):
+                out.append(
+                    Violation(
+                        "replicas",
+                        f"{cls.name} {row.mode} on {row.rack} in {row.period}: "
+                        f"{replicas:.4g} replicas, not whole",
+                    )
+                )
         if key in measured:
             m = measured[key]
             rate, ttft, tpot, power = m.tokens_per_s_per_rack, m.ttft_ms, m.tpot_ms, m.power_kw
@@ -175,6 +221,11 @@ def _check_rates_and_slas(
             if row.mode == "prefill"
             else row.output_tokens_per_s_per_rack
         )
+        output = 0.0 if row.mode == "prefill" else rate
+        prompt = {"prefill": rate, "decode": 0.0}.get(
+            row.mode, rate * cls.input_tokens / cls.output_tokens
+        )
+        verified[index] = (output, prompt)
         if abs(rate - plan_rate) > 1e-6 * max(rate, 1.0):
             out.append(
                 Violation(
@@ -207,6 +258,7 @@ def _check_rates_and_slas(
                     f"{cls.tpot_ms:g} ms",
                 )
             )
+    return verified
 
 
 def _recompute(
@@ -246,17 +298,21 @@ def _recompute(
     )
 
 
-def _check_demand(plan: Plan, scenario: Scenario, out: list[Violation]) -> None:
-    """Σ racks·rate ≥ served share · forecast / max utilisation, per class, phase and period
-    (the served share is 1 unless the objective is max_served)."""
+def _check_demand(
+    plan: Plan, scenario: Scenario, verified: dict[int, tuple[float, float]], out: list[Violation]
+) -> None:
+    """Σ racks·rate ≥ served share · forecast / max utilisation, per class, phase and period,
+    with the rates the checker derived (the served share is 1 unless the objective is
+    max_served)."""
     shares = {}
     if scenario.policy.objective.value == "max_served" and len(plan.service):
         for row in plan.service.itertuples():
             shares[(row._2, row.period)] = row.served_share
     supplied = defaultdict(float)
-    for row in plan.allocation.itertuples():
-        supplied[(row._2, "decode", row.period)] += row.racks * row.output_tokens_per_s_per_rack
-        supplied[(row._2, "prefill", row.period)] += row.racks * row.prompt_tokens_per_s_per_rack
+    for index, row in zip(plan.allocation.index, plan.allocation.itertuples(), strict=True):
+        output, prompt = verified.get(index, (0.0, 0.0))
+        supplied[(row._2, "decode", row.period)] += row.racks * output
+        supplied[(row._2, "prefill", row.period)] += row.racks * prompt
     for d in scenario.demand:
         cls = scenario.workload_class(d.workload_class)
         prompt, output = d.token_rates(cls)

@@ -358,3 +358,37 @@ def test_aggregated_only_class_uses_aggregated_columns(catalog):
     plan = solve_checked(sc, catalog).plan
     assert set(plan.allocation["mode"]) == {"aggregated"}
     assert isinstance(plan.allocation, pd.DataFrame)
+
+
+def test_checker_derives_the_second_rate_itself(catalog, solved):
+    """A plan claiming prompt capacity from its decode rows (and no prefill rows) is caught."""
+    sc, plan = solved
+    frame = plan.allocation[plan.allocation["mode"] == "decode"].copy()
+    frame["prompt_tokens_per_s_per_rack"] = 1e9
+    problems = verify_plan(plan.with_extras(allocation=frame), sc, catalog)
+    assert "demand" in {p.check for p in problems}
+
+
+def test_checker_catches_partial_replicas_negative_buys_and_wrong_modes(catalog, solved):
+    sc, plan = solved
+    whole = sc.model_copy(
+        update={"policy": sc.policy.model_copy(update={"integer_replicas": True})}
+    )
+    halves = plan.allocation.copy()
+    halves["racks"] = halves["racks"] + 0.5
+    assert "replicas" in {
+        p.check for p in verify_plan(plan.with_extras(allocation=halves), whole, catalog)
+    }
+    negative = plan.purchases.copy()
+    negative["racks_bought"] = -negative["racks_bought"]
+    assert "lots" in {
+        p.check for p in verify_plan(plan.with_extras(purchases=negative), sc, catalog)
+    }
+    aggregated_only = sc.model_copy(
+        update={
+            "classes": (
+                sc.classes[0].model_copy(update={"modes": frozenset({ServingMode.aggregated})}),
+            )
+        }
+    )
+    assert "mode" in {p.check for p in verify_plan(plan, aggregated_only, catalog)}
