@@ -18,6 +18,7 @@ from planner.data import Diagnostic, PlanData
 from planner.solve import PlanSolver, SolveOutcome
 
 VALUE_TOLERANCE = 1e-6
+OBJECTIVE_UNITS = {"min_tco": "USD", "max_served": "output tokens/s served", "min_power": "kWh"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class Plan:
     cost_per_million_tokens: pd.DataFrame
     tco_usd: float
     """Discounted TCO of this plan, USD (equals the objective under min_tco)."""
+    objective_unit: str = "USD"
+    """USD (min_tco), output tokens/s served (max_served) or kWh (min_power)."""
     shadow_prices: pd.DataFrame = field(default_factory=pd.DataFrame)
     baselines: pd.DataFrame = field(default_factory=pd.DataFrame)
     explanation: tuple[str, ...] = ()
@@ -52,11 +55,15 @@ class Plan:
             return json_records(frame)
 
         o = self.outcome
+        in_usd = self.objective_unit == "USD"
         return {
             "scenario": self.scenario,
             "status": o.status,
-            "objective_usd": o.objective,
-            "best_bound_usd": o.best_bound,
+            "objective_usd": o.objective if in_usd else None,
+            "best_bound_usd": o.best_bound if in_usd else None,
+            "objective": o.objective,
+            "best_bound": o.best_bound,
+            "objective_unit": self.objective_unit,
             "gap": o.gap,
             "tco_usd": self.tco_usd,
             "solver": {
@@ -106,6 +113,32 @@ def _value(x) -> float:
 def _round_count(x: float) -> float:
     nearest = round(x)
     return float(nearest) if abs(x - nearest) < 1e-6 else x
+
+
+@dataclass(frozen=True)
+class Current:
+    """The parameter values in force in the model (what-ifs change them in place)."""
+
+    demand: dict[tuple[str, str, str], float]
+    power_cap_mw: dict[str, float]
+    capex_usd: dict[str, float]
+    electricity_usd_per_kwh: dict[str, float]
+
+    @classmethod
+    def of(cls, m: pyo.ConcreteModel) -> Current:
+        return cls(
+            demand={k: pyo.value(v) for k, v in m.demand.items()},
+            power_cap_mw={k: pyo.value(v) for k, v in m.power_cap_mw.items()},
+            capex_usd={k: pyo.value(v) for k, v in m.capex_usd.items()},
+            electricity_usd_per_kwh={k: pyo.value(v) for k, v in m.electricity_usd_per_kwh.items()},
+        )
+
+    def forecast(self, cls, phase: str, period: str) -> float:
+        """Forecast tokens/s of a class and phase (the demand row is forecast / max utilisation)."""
+        return self.demand[(cls.name, phase, period)] * cls.max_utilisation
+
+    def forecast_output(self, cls, period: str) -> float:
+        return self.forecast(cls, "decode", period)
 
 
 def extract_plan(data: PlanData, solver: PlanSolver, outcome: SolveOutcome) -> Plan:
@@ -168,6 +201,8 @@ def extract_plan(data: PlanData, solver: PlanSolver, outcome: SolveOutcome) -> P
     allocation_frame = pd.DataFrame(allocation, columns=_ALLOCATION_COLUMNS)
     fleet_frame = pd.DataFrame(fleet)
     costs = _costs(data, m)
+    now = Current.of(m)
+    served = _served_shares(data, m)
     return Plan(
         scenario=s.name,
         outcome=outcome,
@@ -176,11 +211,14 @@ def extract_plan(data: PlanData, solver: PlanSolver, outcome: SolveOutcome) -> P
         ),
         fleet=fleet_frame,
         allocation=allocation_frame,
-        service=_service(data, allocation_frame, _served_shares(data, m)),
-        power=_power(data, fleet_frame, allocation_frame),
+        service=_service(data, allocation_frame, served, now),
+        power=_power(data, fleet_frame, allocation_frame, now),
         costs=costs,
-        cost_per_million_tokens=_cost_per_million_tokens(data, fleet_frame, allocation_frame),
+        cost_per_million_tokens=_cost_per_million_tokens(
+            data, fleet_frame, allocation_frame, now, served
+        ),
         tco_usd=_value(m.tco_usd),
+        objective_unit=OBJECTIVE_UNITS[data.scenario.policy.objective.value],
         diagnostics=tuple(data.diagnostics),
     )
 
@@ -202,19 +240,19 @@ def _served_shares(data: PlanData, m: pyo.ConcreteModel) -> dict[tuple[str, str]
     }
 
 
-def _service(data: PlanData, allocation: pd.DataFrame, served: dict) -> pd.DataFrame:
+def _service(data: PlanData, allocation: pd.DataFrame, served: dict, now: Current) -> pd.DataFrame:
     """Per class, phase and period: forecast, share served, capacity, utilisation, SLA achieved."""
     rows = []
     for cls in data.scenario.classes:
         for p in data.periods:
             mine = allocation[(allocation["class"] == cls.name) & (allocation["period"] == p)]
-            for phase, rate_column, demand in (
-                ("decode", "output_tokens_per_s_per_rack", data.demand_decode),
-                ("prefill", "prompt_tokens_per_s_per_rack", data.demand_prefill),
+            for phase, rate_column in (
+                ("decode", "output_tokens_per_s_per_rack"),
+                ("prefill", "prompt_tokens_per_s_per_rack"),
             ):
                 used = mine[mine[rate_column] > 0]
                 capacity = float((used["racks"] * used[rate_column]).sum())
-                forecast = demand[(cls.name, p)] * cls.max_utilisation
+                forecast = now.forecast(cls, phase, p)
                 latency_column = "tpot_ms" if phase == "decode" else "ttft_ms"
                 target = cls.tpot_ms if phase == "decode" else cls.ttft_ms
                 worst = used[latency_column].max() if len(used) else None
@@ -239,7 +277,9 @@ def _service(data: PlanData, allocation: pd.DataFrame, served: dict) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def _power(data: PlanData, fleet: pd.DataFrame, allocation: pd.DataFrame) -> pd.DataFrame:
+def _power(
+    data: PlanData, fleet: pd.DataFrame, allocation: pd.DataFrame, now: Current
+) -> pd.DataFrame:
     rows = []
     for period in data.scenario.periods:
         p = period.name
@@ -259,10 +299,8 @@ def _power(data: PlanData, fleet: pd.DataFrame, allocation: pd.DataFrame) -> pd.
                 "it_power_kw_operating": idle + extra,
                 "pue": period.pue,
                 "site_power_mw": site_mw,
-                "power_cap_mw": period.power_cap_mw,
-                "headroom_mw": None
-                if period.power_cap_mw is None
-                else period.power_cap_mw - site_mw,
+                "power_cap_mw": now.power_cap_mw.get(p),
+                "headroom_mw": None if p not in now.power_cap_mw else now.power_cap_mw[p] - site_mw,
             }
         )
     return pd.DataFrame(rows)
@@ -309,16 +347,17 @@ def _costs(data: PlanData, m: pyo.ConcreteModel) -> pd.DataFrame:
 
 
 def _cost_per_million_tokens(
-    data: PlanData, fleet: pd.DataFrame, allocation: pd.DataFrame
+    data: PlanData, fleet: pd.DataFrame, allocation: pd.DataFrame, now: Current, served: dict
 ) -> pd.DataFrame:
     """Levelised $ per million output tokens by class: Σ_t df·cost_c,t / Σ_t df·tokens_c,t.
 
     cost_c,t: each rack type's cost in t (capex of purchases spread straight-line over the
     periods they serve within the horizon — their lifetime, or to the horizon end without
-    salvage — plus maintenance and idle energy) is shared among classes by their share of
-    the allocated racks of that type; each class adds the energy above idle of its own
-    allocation. Existing racks carry no capex (sunk). Spare and unallocated racks are paid
-    for by the classes using that type.
+    salvage — plus maintenance and idle energy) is shared among the classes using that type by
+    their share of its allocated racks; a type installed but used by no class in t is shared
+    among all classes by their tokens in t. Each class adds the energy above idle of its own
+    allocation. Existing racks carry no capex (sunk). tokens_c,t: served output tokens.
+    Prices, demand and capex come from the model (``Current``), so what-ifs report their own.
     """
     s = data.scenario
     periods = data.periods
@@ -329,47 +368,45 @@ def _cost_per_million_tokens(
             continue
         t = periods.index(row.period)
         life = data.racks[row.rack].option.lifetime_periods
-        span = (
-            life
-            if (life is not None and s.economics.salvage == "linear")
-            else min(life or count, count - t)
-        )
-        serve_until = min(count, t + span)
-        for k in range(t, serve_until):
-            amortised[(row.rack, periods[k])] += (
-                row.racks_bought * data.racks[row.rack].capex_usd / span
-            )
+        linear = life is not None and s.economics.salvage == "linear"
+        span = life if linear else min(life or count, count - t)
+        for k in range(t, min(count, t + span)):
+            amortised[(row.rack, periods[k])] += row.racks_bought * now.capex_usd[row.rack] / span
     cost = {c.name: 0.0 for c in s.classes}
     tokens = {c.name: 0.0 for c in s.classes}
     maintenance = s.economics.maintenance_fraction_per_year
     for t, period in enumerate(s.periods):
         p = period.name
         factor = data.discount_factor(t)
-        for c in s.classes:
-            tokens[c.name] += factor * data.forecast_output[(c.name, p)] * period.hours * 3600 / 1e6
+        energy_price = period.hours * period.pue * now.electricity_usd_per_kwh[p]
+        period_tokens = {
+            c.name: now.forecast_output(c, p) * served[(c.name, p)] * period.hours * 3600 / 1e6
+            for c in s.classes
+        }
+        all_tokens = sum(period_tokens.values())
+        for c, value in period_tokens.items():
+            tokens[c] += factor * value
         here = allocation[allocation["period"] == p]
         for r, info in data.racks.items():
             installed = float(
                 fleet.loc[(fleet["period"] == p) & (fleet["rack"] == r), "racks_installed"].sum()
             )
-            mine = here[here["rack"] == r]
-            used = float(mine["racks"].sum())
-            if installed <= 0 or used <= 0:
+            if installed <= 0:
                 continue
             rack_cost = (
                 amortised[(r, p)]
-                + maintenance * period.hours / HOURS_PER_YEAR * info.capex_usd * installed
-                + period.hours
-                * period.pue
-                * period.electricity_usd_per_kwh
-                * info.power_kw_idle
-                * installed
+                + maintenance * period.hours / HOURS_PER_YEAR * now.capex_usd[r] * installed
+                + energy_price * info.power_kw_idle * installed
             )
+            mine = here[here["rack"] == r]
+            used = float(mine["racks"].sum())
+            if used <= 0:
+                for c, value in period_tokens.items():
+                    if all_tokens > 0:
+                        cost[c] += factor * rack_cost * value / all_tokens
+                continue
             for row in mine.itertuples():
-                active = (
-                    period.hours * period.pue * period.electricity_usd_per_kwh
-                    * (row.power_kw_per_rack - info.power_kw_idle) * row.racks
-                )  # fmt: skip
+                active = energy_price * (row.power_kw_per_rack - info.power_kw_idle) * row.racks
                 cost[row._2] += factor * (rack_cost * row.racks / used + active)
     rows = [
         {

@@ -97,7 +97,7 @@ def plan_scenario(
     extras: dict[str, object] = {}
     if with_shadow_prices and scenario.policy.objective is Objective.min_tco:
         extras["shadow_prices"] = shadow_prices(data, solver, outcome.objective)
-    if with_baselines and scenario.policy.objective is not Objective.max_served:
+    if with_baselines and scenario.policy.objective is Objective.min_tco:
         extras["baselines"] = compute_baselines(data, solver, outcome.objective)
     plan = plan.with_extras(**extras)
     explanation = tuple(summarise(plan, data))

@@ -180,12 +180,21 @@ def pareto(
     return frame
 
 
+LOOSER_WHEN_HIGHER = ("power_cap_scale", "power_cap_mw", "budget_scale", "tpot_ms", "ttft_ms")
+"""Parameters whose higher values relax the plan (the rest — demand, prices — make it dearer)."""
+
+
 def _frontier(frame: pd.DataFrame) -> list[bool]:
-    """A point is on the frontier if every tighter setting (lower cap, budget, TPOT…) costs
-    strictly more: walking from the tightest value up, TCO must strictly fall."""
+    """A point is on the frontier if every tighter setting costs strictly more: walking from
+    the tightest value (the lowest cap, budget or SLA; the highest demand or price) towards
+    the loosest, TCO must strictly fall."""
     flags = [False] * len(frame)
     best = None
-    for i in frame.sort_values("value", ascending=True).index:
+    if frame.empty:
+        return flags
+    name = str(frame["parameter"].iloc[0]).partition(":")[0]
+    ascending = name in LOOSER_WHEN_HIGHER
+    for i in frame.sort_values("value", ascending=ascending).index:
         tco = frame.loc[i, "tco_usd"]
         if tco is None or pd.isna(tco):
             continue

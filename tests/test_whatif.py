@@ -128,3 +128,35 @@ def test_k_types_bound_follows_demand_what_ifs(catalog):
     assert solver.solve().objective == pytest.approx(
         _fresh(_k_types(1, out=1500.0), catalog), rel=1e-9
     )
+
+
+def test_plan_tables_after_an_in_place_what_if_match_a_fresh_plan(catalog):
+    """Demand, caps and prices in the tables come from the model, not the base scenario."""
+    from planner.plan import extract_plan
+
+    solver = PlanSolver(prepare(_scenario(2500), catalog), EXACT)
+    solver.solve()
+    baseline = Baseline.of(solver)
+    apply_change(solver, baseline, "demand_scale", 2.0)
+    apply_change(solver, baseline, "power_cap_scale", 0.75)
+    apply_change(solver, baseline, "electricity_scale", 3.0)
+    changed = extract_plan(solver.data, solver, solver.solve())
+    sc = _scenario(5000)
+    sc = sc.model_copy(
+        update={
+            "periods": tuple(
+                p.model_copy(update={"power_cap_mw": 0.15, "electricity_usd_per_kwh": 0.3})
+                for p in sc.periods
+            )
+        }
+    )
+    fresh_solver = PlanSolver(prepare(sc, catalog), EXACT)
+    fresh = extract_plan(fresh_solver.data, fresh_solver, fresh_solver.solve())
+    for table, column in (
+        ("cost_per_million_tokens", "usd_per_million_output_tokens"),
+        ("power", "headroom_mw"),
+        ("service", "forecast_tokens_per_s"),
+    ):
+        assert getattr(changed, table)[column].tolist() == pytest.approx(
+            getattr(fresh, table)[column].tolist(), rel=1e-6
+        )
