@@ -6,6 +6,7 @@ Errors are JSON ``{"code", "message", "field", "problems"}`` — never a stack t
 from __future__ import annotations
 
 import logging
+import math
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request
@@ -46,6 +47,17 @@ def _error(
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
+def _shown(value: object) -> object:
+    """A value safe to echo in a JSON error (containers omitted, non-finite numbers as text)."""
+    if isinstance(value, dict | list):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
@@ -72,7 +84,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             {
                 "field": ".".join(str(x) for x in e["loc"]),
                 "message": e["msg"],
-                "value": None if isinstance(e.get("input"), dict | list) else e.get("input"),
+                "value": _shown(e.get("input")),
             }
             for e in exc.errors()
         ]

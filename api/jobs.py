@@ -18,10 +18,11 @@ import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from sqlalchemy import select
 
-from api.db import Database, JobRow, PlanRow, SessionRow, now
+from api.db import Database, JobRow, PlanRow, SessionRow, VariantRow, now
 from api.worker import session_job, solve_job
 
 RESTART_REASON = "the service stopped while this job was running; submit it again"
@@ -61,10 +62,8 @@ class JobRunner:
         self.db = db
         self.db_url = db_url
         self.queue_limit = queue_limit
-        context = multiprocessing.get_context("spawn")
-        self.pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_lower_priority
-        )
+        self.workers = workers
+        self.pool = self._new_pool(workers)
         self.futures: dict[str, Future] = {}
         self.lock = threading.Lock()
 
@@ -72,8 +71,29 @@ class JobRunner:
         with self.lock:
             return sum(1 for f in self.futures.values() if not f.done())
 
+    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_lower_priority
+        )
+
+    def _replace_broken_pool(self) -> None:
+        """A worker died (e.g. killed for memory): the executor is unusable, start a new one."""
+        with self.lock:
+            old = self.pool
+            self.pool = self._new_pool(self.workers)
+        old.shutdown(wait=False, cancel_futures=True)
+
     def submit(self, job_id: str, kind: str, request: dict) -> None:
-        """Start a job already stored as ``queued``; QueueFull when the pool is saturated."""
+        """Start a job already stored as ``queued``; QueueFull when the pool is saturated. A
+        broken pool is replaced and the submission tried once more."""
+        try:
+            self._submit(job_id, kind, request)
+        except BrokenProcessPool:
+            self._replace_broken_pool()
+            self._submit(job_id, kind, request)
+
+    def _submit(self, job_id: str, kind: str, request: dict) -> None:
         work: Callable = solve_job if kind == "solve" else session_job
         with self.lock:
             if sum(1 for f in self.futures.values() if not f.done()) >= self.queue_limit:
@@ -100,6 +120,9 @@ class JobRunner:
             if error is not None:
                 job.status = "failed"
                 job.error = f"{type(error).__name__}: {error}"
+                if isinstance(error, BrokenProcessPool):
+                    job.error = "the solver process died (out of memory?); submit the job again"
+                    threading.Thread(target=self._replace_broken_pool, daemon=True).start()
                 return
             outcome = future.result()
             if job.kind == "solve":
@@ -115,8 +138,16 @@ class JobRunner:
                 job.plan_id = plan.id
             else:
                 row = session.get(SessionRow, job.request["session_id"])
-                if row is not None:
-                    row.comparison = outcome["comparison"]
+                current = session.scalars(
+                    select(VariantRow)
+                    .where(VariantRow.session_id == job.request["session_id"])
+                    .order_by(VariantRow.created_at)
+                ).all()
+                solved = [(v["name"], v["changes"]) for v in job.request["variants"]]
+                if row is not None and solved == [(v.name, v.changes) for v in current]:
+                    row.comparison = outcome[
+                        "comparison"
+                    ]  # stale results (variants changed) are dropped
             job.status = "succeeded"
 
     def cancel(self, job_id: str) -> str:

@@ -18,7 +18,7 @@ class ErrorBody(BaseModel):
 
 
 class ScenarioCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     scenario: Scenario
 
 
@@ -44,7 +44,7 @@ class Page(BaseModel):
 
 
 class SolveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     wait_s: float = Field(
         default=0.0,
         ge=0,
@@ -87,14 +87,14 @@ class CatalogEntryOut(BaseModel):
 
 
 class VariantChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     key: str = Field(examples=["power_cap_scale"])
     value: float = Field(examples=[0.8])
 
 
 class VariantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^:,=]+$")
     changes: list[VariantChange] = Field(min_length=1)
 
 

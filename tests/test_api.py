@@ -479,3 +479,69 @@ def test_cors_is_off_unless_configured(tmp_path):
     with TestClient(opened) as client:
         response = client.options("/v1/catalogs/racks", headers=origin)
         assert response.headers["access-control-allow-origin"] == "https://planner.example"
+
+
+def test_review_regressions(service, tmp_path):
+    """Damaged zips, duplicate names, catalog tables in uploads, unknown ids, NaN and ':' in
+    variant names all give 4xx JSON errors, not 500s or silent nulls."""
+    client, _, _ = service
+    folder = EXAMPLES / "power-capped-colo"
+    good = {p.name: p.read_bytes() for p in folder.glob("*.csv")}
+    duplicated = _zip(
+        {**{f"a/{k}": v for k, v in good.items()}, "b/periods.csv": good["periods.csv"]}
+    )
+    response = client.post("/v1/scenarios/upload", files={"file": ("d.zip", duplicated)})
+    assert (
+        response.status_code == 422 and "two files named periods.csv" in response.json()["message"]
+    )
+    stored = bytearray(_zip({"periods.csv": good["periods.csv"]}))
+    stored[40] ^= 0xFF  # corrupt the compressed data
+    assert (
+        client.post("/v1/scenarios/upload", files={"file": ("c.zip", bytes(stored))}).status_code
+        == 422
+    )
+    with_catalog = _zip({**good, "racks.csv": b"id\nx\n"})
+    response = client.post("/v1/scenarios/upload", files={"file": ("r.zip", with_catalog)})
+    assert response.status_code == 422 and "user catalog" in response.json()["message"]
+    unknown = json.loads(json.dumps(QUICKSTART))
+    unknown["racks"].append({"rack": "no-such-rack"})
+    sid = _scenario(client, unknown)
+    response = client.post(f"/v1/scenarios/{sid}/plans", json={"wait_s": 0})
+    assert response.status_code == 422 and response.json()["field"] == "racks.3.rack"
+    infinite = (
+        '{"scenario": '
+        + json.dumps(QUICKSTART).replace('"hours": 2190', '"hours": Infinity', 1)
+        + "}"
+    )
+    response = client.post(
+        "/v1/scenarios", content=infinite, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    session = client.post(
+        "/v1/sessions", json={"name": "s", "scenario_id": _scenario(client)}
+    ).json()
+    bad_name = client.post(
+        f"/v1/sessions/{session['id']}/variants",
+        json={"name": "a:b", "changes": [{"key": "demand_scale", "value": 2}]},
+    )
+    assert bad_name.status_code == 422
+
+
+def test_a_killed_solver_process_does_not_break_the_service(tmp_path):
+    app = create_app(_settings(tmp_path, solve_workers=1))
+    with TestClient(app) as client:
+        _, key = create_key(app.state.rackplan.db, "w")
+        client.headers.update({"Authorization": f"Bearer {key}"})
+        sid = _scenario(client)
+        first = client.post(f"/v1/scenarios/{sid}/plans", json={"wait_s": 120, "baselines": False})
+        assert first.status_code == 201
+        runner = app.state.rackplan.runner
+        for process in list(runner.pool._processes.values()):
+            process.kill()
+        time.sleep(0.5)
+        job = client.post(f"/v1/scenarios/{sid}/plans", json={"wait_s": 0, "gap": 0.01}).json()
+        final = _poll(client, job["id"])
+        if final["status"] == "failed":  # the submission raced the dying pool: the next one works
+            job = client.post(f"/v1/scenarios/{sid}/plans", json={"wait_s": 0, "gap": 0.02}).json()
+            final = _poll(client, job["id"])
+        assert final["status"] == "succeeded"

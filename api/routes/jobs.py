@@ -68,11 +68,18 @@ def start_job(
         job_id = row.id
     try:
         app.runner.submit(job_id, kind, request)
-    except QueueFull:
+    except Exception as exc:
         with app.db.transaction() as session:
             row = session.get(JobRow, job_id)
             row.status = "failed"
-            row.error = "the solver queue was full"
+            row.idempotency_key = None  # a retry after 429/503 must start a new job
+            row.error = (
+                "the solver queue was full"
+                if isinstance(exc, QueueFull)
+                else f"could not start: {exc}"
+            )
+        if not isinstance(exc, QueueFull):
+            raise HTTPException(503, "the solver pool could not take the job; retry later") from exc
         raise HTTPException(
             429,
             "the solver queue is full; retry later",

@@ -14,9 +14,10 @@ from fastapi.responses import JSONResponse, Response
 
 from api.db import PlanRow, ScenarioRow
 from api.deps import Reader, StateDep, Writer
-from api.routes.catalogs import user_entries
+from api.routes.catalogs import shipped_catalog, user_entries
 from api.routes.jobs import start_job, wait_for
 from api.schemas import JobOut, PlanOut, SolveRequest
+from catalogs.errors import InputError, Problem
 from planner.export import TABLES
 from planner.spreadsheets import write_workbook
 
@@ -56,10 +57,12 @@ async def solve(
         if scenario is None:
             raise HTTPException(404, f"no scenario '{scenario_id}'")
         body_json = scenario.body
+    entries = user_entries(app, body.catalog)
+    check_catalog_ids(body_json, entries)
     request = {
         "scenario_id": scenario_id,
         "scenario": body_json,
-        "catalog_entries": user_entries(app, body.catalog),
+        "catalog_entries": entries,
         "time_limit_s": min(body.time_limit_s, app.settings.solve_time_limit_s),
         "gap": body.gap,
         "baselines": body.baselines,
@@ -78,6 +81,37 @@ async def solve(
         content=job.model_dump(mode="json"),
         headers={"Location": f"/v1/jobs/{job.id}"},
     )
+
+
+def check_catalog_ids(scenario: dict, entries: dict[str, list[dict]]) -> None:
+    """Unknown rack or LLM ids are the caller's mistake: 422 now, not a failed job later."""
+    catalog = shipped_catalog()
+    racks = set(catalog.racks) | {r["id"] for r in entries.get("racks", [])}
+    llms = set(catalog.llms) | {m["id"] for m in entries.get("llms", [])}
+    problems = [
+        Problem(
+            "scenario",
+            None,
+            f"racks.{i}.rack",
+            "unknown rack id (see /v1/catalogs/racks or a user catalog)",
+            o["rack"],
+        )
+        for i, o in enumerate(scenario.get("racks", []))
+        if o["rack"] not in racks
+    ]
+    problems += [
+        Problem(
+            "scenario",
+            None,
+            f"classes.{i}.llm",
+            "unknown LLM id (see /v1/catalogs/llms or a user catalog)",
+            c["llm"],
+        )
+        for i, c in enumerate(scenario.get("classes", []))
+        if c["llm"] not in llms
+    ]
+    if problems:
+        raise InputError(problems)
 
 
 def get_plan_row(app, plan_id: str) -> PlanOut:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
-from fastapi import APIRouter, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, HTTPException, Query, UploadFile
 from sqlalchemy import func, select
 
 from api.db import ScenarioRow
@@ -15,7 +16,7 @@ from api.deps import Reader, StateDep, Writer
 from api.schemas import Page, ScenarioCreate, ScenarioOut, ScenarioSummary
 from catalogs.errors import InputError, Problem
 from models.scenario import Scenario
-from planner.spreadsheets import read_scenario
+from planner.spreadsheets import catalog_extensions, read_scenario
 
 router = APIRouter(prefix="/v1/scenarios", tags=["scenarios"])
 MAX_ZIP_ENTRIES = 50
@@ -38,57 +39,94 @@ def create_scenario(body: ScenarioCreate, app: StateDep, key_id: Writer) -> Scen
     return _store(app, body.scenario, key_id)
 
 
-def _safe_extract(data: bytes, folder: Path, limit: int) -> None:
-    """Extract a zip of CSV files, refusing path traversal, many entries and size bombs."""
+def _checked_archive(data: bytes, limit: int, label: str) -> zipfile.ZipFile:
+    """Open a zip (a .zip upload, or an .xlsx, which is one) after checking it is safe:
+    few entries, no absolute or parent paths, bounded expanded size and compression ratio."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:
-        raise InputError([Problem("upload", None, None, "not a zip archive")]) from exc
+        raise InputError([Problem(label, None, None, "not a valid zip archive")]) from exc
     entries = [e for e in archive.infolist() if not e.is_dir()]
     if len(entries) > MAX_ZIP_ENTRIES:
         raise InputError(
-            [Problem("upload", None, None, f"more than {MAX_ZIP_ENTRIES} files in the archive")]
+            [Problem(label, None, None, f"more than {MAX_ZIP_ENTRIES} files in the archive")]
         )
     total = 0
     for entry in entries:
         path = PurePosixPath(entry.filename)
         if path.is_absolute() or ".." in path.parts or "\\" in entry.filename:
             raise InputError(
-                [Problem("upload", None, None, "unsafe path in the archive", entry.filename)]
+                [Problem(label, None, None, "unsafe path in the archive", entry.filename)]
             )
         total += entry.file_size
-        if total > limit or (
-            entry.compress_size and entry.file_size / entry.compress_size > MAX_ZIP_RATIO
-        ):
-            raise HTTPException(413, "the archive expands beyond the upload limit")
-    for entry in entries:
+        ratio = entry.file_size / entry.compress_size if entry.compress_size else 0
+        if total > limit or ratio > MAX_ZIP_RATIO:
+            raise HTTPException(413, f"{label} expands beyond the upload limit")
+    return archive
+
+
+def _extract_csv(archive: zipfile.ZipFile, folder: Path, label: str) -> None:
+    """Write the archive's CSV files into ``folder``; a damaged entry or two files with the same
+    name are refused (names are flattened)."""
+    seen: dict[str, str] = {}
+    for entry in archive.infolist():
         name = PurePosixPath(entry.filename).name
-        if name.lower().endswith(".csv"):
+        if entry.is_dir() or not name.lower().endswith(".csv"):
+            continue
+        if name in seen:
+            raise InputError(
+                [
+                    Problem(
+                        label,
+                        None,
+                        None,
+                        f"two files named {name} ({seen[name]}, {entry.filename})",
+                    )
+                ]
+            )
+        seen[name] = entry.filename
+        try:
             (folder / name).write_bytes(archive.read(entry))
+        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, zlib.error, EOFError) as exc:
+            raise InputError(
+                [Problem(label, None, None, f"cannot read {entry.filename}: {exc}")]
+            ) from exc
 
 
 @router.post("/upload", status_code=201, operation_id="upload_scenario")
-async def upload_scenario(
-    file: UploadFile, request: Request, app: StateDep, key_id: Writer
-) -> ScenarioOut:
+def upload_scenario(file: UploadFile, app: StateDep, key_id: Writer) -> ScenarioOut:
     """Store a scenario uploaded as an .xlsx workbook or a .zip of the CSV tables."""
     limit = app.settings.max_upload_bytes
-    data = await file.read(limit + 1)
+    data = file.file.read(limit + 1)
     if len(data) > limit:
         raise HTTPException(413, f"the upload exceeds {limit} bytes")
-    name = file.filename or "upload"
+    name = Path(file.filename or "upload").name
+    if not name.lower().endswith((".xlsx", ".zip")):
+        raise InputError(
+            [Problem(name, None, None, "upload an .xlsx workbook or a .zip of CSV tables")]
+        )
+    archive = _checked_archive(data, limit, name)
     with tempfile.TemporaryDirectory() as folder:
         if name.lower().endswith(".xlsx"):
-            path = Path(folder) / Path(name).name
+            path = Path(folder) / name
             path.write_bytes(data)
-        elif name.lower().endswith(".zip"):
+        else:
             path = Path(folder) / "scenario"
             path.mkdir()
-            _safe_extract(data, path, limit)
-        else:
-            raise InputError(
-                [Problem(name, None, None, "upload an .xlsx workbook or a .zip of CSV tables")]
-            )
+            _extract_csv(archive, path, name)
+        with catalog_extensions(path) as extra:
+            if extra:
+                raise InputError(
+                    [
+                        Problem(
+                            name,
+                            None,
+                            None,
+                            "racks/llms tables are not read from uploads: put them in a user "
+                            "catalog (/v1/user-catalogs) and name it when solving",
+                        )
+                    ]
+                )
         scenario = read_scenario(path)
     return _store(app, scenario, key_id)
 
