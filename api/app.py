@@ -58,13 +58,57 @@ def _shown(value: object) -> object:
     return str(value)
 
 
+MAX_PROBLEMS_SHOWN = 200
+"""An error lists at most this many problems (a broken 100,000-row sheet gives one page)."""
+
+
+class BodyLimit:
+    """ASGI middleware: read a request body up to its limit before the app sees it, counting
+    the bytes as they arrive (chunked requests announce no Content-Length), and answer 413
+    past the limit; otherwise replay the body to the app."""
+
+    def __init__(self, app, settings: Settings):
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") not in {"POST", "PUT", "PATCH"}:
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        limit = (
+            self.settings.max_upload_bytes
+            if path.endswith("/upload")
+            else self.settings.max_body_bytes
+        )
+        messages, received = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            received += len(message.get("body", b""))
+            if received > limit:
+                response = _error(413, f"the request body exceeds {limit} bytes")
+                return await response(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        pending = iter(messages)
+
+        async def replay():
+            return next(pending, None) or await receive()
+
+        return await self.app(scope, replay, send)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
+
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(InputError)
     async def input_error(_request: Request, exc: InputError) -> JSONResponse:
+        shown = exc.problems[:MAX_PROBLEMS_SHOWN]
         problems = [
             {
                 "file": p.file,
@@ -73,10 +117,13 @@ def _install_error_handlers(app: FastAPI) -> None:
                 "message": p.message,
                 "value": p.value,
             }
-            for p in exc.problems
+            for p in shown
         ]
         first = exc.problems[0] if exc.problems else None
-        return _error(422, str(exc), first.column if first else None, problems)
+        message = str(InputError(shown))
+        if len(exc.problems) > len(shown):
+            message += f"\n  … and {len(exc.problems) - len(shown)} more"
+        return _error(422, message, first.column if first else None, problems)
 
     @app.exception_handler(RequestValidationError)
     async def request_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -132,18 +179,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        limit = (
-            settings.max_upload_bytes
-            if request.url.path.endswith("/upload")
-            else settings.max_body_bytes
-        )
-        if length is not None and length.isdigit() and int(length) > limit:
-            return _error(413, f"the request body exceeds {limit} bytes")
-        return await call_next(request)
-
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -151,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    app.add_middleware(BodyLimit, settings=settings)
     _install_error_handlers(app)
     for module in (health, catalogs, scenarios, plans, jobs, sessions, rates):
         app.include_router(module.router)

@@ -649,10 +649,15 @@ def template(
     out.print(f"template written to {written}; fill it in, then: rackplan solve {written}")
 
 
+MAX_PROBLEMS_SHOWN = 200
+
+
 def _report_input_error(problems: list[Problem]) -> None:
     err.print(f"[bold red]error:[/] {len(problems)} problem(s) in the input", highlight=False)
-    for problem in problems:
+    for problem in problems[:MAX_PROBLEMS_SHOWN]:
         err.print(f"  - {problem}", highlight=False, markup=False)
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        err.print(f"  … and {len(problems) - MAX_PROBLEMS_SHOWN} more", highlight=False)
 
 
 def _validation_problems(exc: ValidationError) -> list[Problem]:

@@ -545,3 +545,18 @@ def test_a_killed_solver_process_does_not_break_the_service(tmp_path):
             job = client.post(f"/v1/scenarios/{sid}/plans", json={"wait_s": 0, "gap": 0.02}).json()
             final = _poll(client, job["id"])
         assert final["status"] == "succeeded"
+
+
+def test_chunked_bodies_are_limited_too(service):
+    client, _, _ = service
+
+    def chunks():
+        yield b'{"scenario": '
+        for _ in range(40):
+            yield b" " * 10_000
+        yield b"}"
+
+    response = client.post(
+        "/v1/scenarios", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413 and response.json()["code"] == "too_large"
