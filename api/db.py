@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -82,6 +83,7 @@ class PlanRow(Base):
 
 class JobRow(Base):
     __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_idempotency", "created_by", "idempotency_key", unique=True),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     kind: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(32), index=True)
@@ -141,7 +143,23 @@ def _job_owner_v2(engine: Engine) -> None:
             connection.execute(text("ALTER TABLE jobs ADD COLUMN owner VARCHAR(100)"))
 
 
-MIGRATIONS: tuple[tuple[int, Callable[[Engine], None]], ...] = ((1, _create_v1), (2, _job_owner_v2))
+def _idempotency_unique_v3(engine: Engine) -> None:
+    """One job per (key id, Idempotency-Key), enforced by the database (no check-then-insert
+    race between HTTP workers)."""
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE UNIQUE INDEX IF NOT EXISTS ix_jobs_idempotency "
+                "ON jobs (created_by, idempotency_key)"
+            )
+        )
+
+
+MIGRATIONS: tuple[tuple[int, Callable[[Engine], None]], ...] = (
+    (1, _create_v1),
+    (2, _job_owner_v2),
+    (3, _idempotency_unique_v3),
+)
 """(version, step): applied in order to databases below that version."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

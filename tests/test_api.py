@@ -436,7 +436,7 @@ def test_schema_migrates_an_older_database(tmp_path):
         )
     engine.dispose()
     db = Database(url)
-    assert db.version == SCHEMA_VERSION == 2
+    assert db.version == SCHEMA_VERSION == 3
     assert "owner" in {c["name"] for c in inspect(db.engine).get_columns("jobs")}
 
 
@@ -560,3 +560,22 @@ def test_chunked_bodies_are_limited_too(service):
         "/v1/scenarios", content=chunks(), headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 413 and response.json()["code"] == "too_large"
+
+
+def test_concurrent_retries_with_one_idempotency_key_make_one_job(service):
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, _, _ = service
+    scenario_id = _scenario(client)
+
+    def post(_):
+        return client.post(
+            f"/v1/scenarios/{scenario_id}/plans",
+            json={"wait_s": 0},
+            headers={"Idempotency-Key": "race-7"},
+        ).json()["id"]
+
+    with ThreadPoolExecutor(4) as pool:
+        ids = set(pool.map(post, range(8)))
+    assert len(ids) == 1
+    _poll(client, ids.pop())

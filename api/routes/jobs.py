@@ -8,6 +8,7 @@ import json
 
 from fastapi import APIRouter, HTTPException
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from api.db import JobRow
 from api.deps import Reader, State, StateDep, Writer
@@ -54,18 +55,22 @@ def start_job(
             "the solver queue is full; retry later",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
-    with app.db.transaction() as session:
-        row = JobRow(
-            kind=kind,
-            status="queued",
-            request=request,
-            idempotency_key=idempotency_key,
-            request_hash=digest,
-            created_by=key_id,
-        )
-        session.add(row)
-        session.flush()
-        job_id = row.id
+    try:
+        with app.db.transaction() as session:
+            row = JobRow(
+                kind=kind,
+                status="queued",
+                request=request,
+                idempotency_key=idempotency_key,
+                request_hash=digest,
+                created_by=key_id,
+            )
+            session.add(row)
+            session.flush()
+            job_id = row.id
+    except IntegrityError:
+        # another request with the same Idempotency-Key won the race: answer with its job
+        return start_job(app, kind, request, key_id, idempotency_key)
     try:
         app.runner.submit(job_id, kind, request)
     except Exception as exc:
