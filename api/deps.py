@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.db import Database
 from api.jobs import JobRunner
@@ -27,22 +28,33 @@ def state(request: Request) -> State:
 StateDep = Annotated[State, Depends(state)]
 
 
-def _presented_key(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.headers.get("x-api-key")
+BEARER = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+HEADER_KEY = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="The API key in X-API-Key"
+)
+"""Both ways of presenting a key, declared so the OpenAPI schema lists them."""
+
+
+def _presented_key(
+    bearer: HTTPAuthorizationCredentials | None, header_key: str | None
+) -> str | None:
+    if bearer is not None and bearer.credentials:
+        return bearer.credentials.strip()
+    return header_key
 
 
 def require(scope: str):
     """A dependency: the caller's key id, if its key has ``scope`` (reads may be open)."""
 
-    def check(request: Request, app_state: StateDep) -> str | None:
+    def check(
+        app_state: StateDep,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+        header_key: Annotated[str | None, Security(HEADER_KEY)] = None,
+    ) -> str | None:
+        key = _presented_key(bearer, header_key)
         if scope == "read" and not app_state.settings.keys_for_reads:
-            key = _presented_key(request)
             row = find_key(app_state.db, key) if key else None
             return row.id if row else None
-        key = _presented_key(request)
         if not key:
             raise HTTPException(401, "an API key is required: send 'Authorization: Bearer <key>'")
         row = find_key(app_state.db, key)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from models.scenario import Scenario
+
+
+def _utc(moment: datetime) -> datetime:
+    """Stored times are UTC; SQLite returns them without a zone, so the zone is put back."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class ErrorBody(BaseModel):
@@ -25,14 +33,14 @@ class ScenarioCreate(BaseModel):
 class ScenarioOut(BaseModel):
     id: str
     name: str
-    created_at: datetime
+    created_at: UtcDatetime
     scenario: dict[str, Any]
 
 
 class ScenarioSummary(BaseModel):
     id: str
     name: str
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class Page(BaseModel):
@@ -66,15 +74,15 @@ class JobOut(BaseModel):
     progress: float
     error: str | None
     plan_id: str | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
 
 class PlanOut(BaseModel):
     id: str
     scenario_id: str
     status: str
-    created_at: datetime
+    created_at: UtcDatetime
     plan: dict[str, Any]
     audit: dict[str, Any]
 

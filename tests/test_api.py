@@ -412,6 +412,7 @@ def test_openapi_has_stable_operation_ids(service):
         "ready",
     } <= ids
     assert spec["openapi"].startswith("3.1")
+    assert set(spec["components"]["securitySchemes"]) == {"HTTPBearer", "APIKeyHeader"}
 
 
 def test_schema_migrates_an_older_database(tmp_path):
@@ -579,3 +580,21 @@ def test_concurrent_retries_with_one_idempotency_key_make_one_job(service):
         ids = set(pool.map(post, range(8)))
     assert len(ids) == 1
     _poll(client, ids.pop())
+
+
+def test_times_carry_their_zone_and_only_the_owner_cancels(service):
+    client, _, _ = service
+    scenario = client.get(f"/v1/scenarios/{_scenario(client)}").json()
+    assert scenario["created_at"].endswith(("Z", "+00:00"))
+    job = client.post(
+        f"/v1/scenarios/{scenario['id']}/plans", json={"wait_s": 0, "gap": 0.05}
+    ).json()
+    assert job["updated_at"].endswith(("Z", "+00:00"))
+    other_app_key = create_key(client.app.state.rackplan.db, "someone else")[1]
+    response = client.post(
+        f"/v1/jobs/{job['id']}/cancel", headers={"Authorization": f"Bearer {other_app_key}"}
+    )
+    assert response.status_code in {403, 409}
+    if response.status_code == 403:
+        assert "only the key that started" in response.json()["message"]
+    _poll(client, job["id"])

@@ -117,8 +117,13 @@ def get_job(job_id: str, app: StateDep, _key: Reader) -> JobOut:
 
 
 @router.post("/{job_id}/cancel", operation_id="cancel_job")
-def cancel_job(job_id: str, app: StateDep, _key: Writer) -> JobOut:
+def cancel_job(job_id: str, app: StateDep, key_id: Writer) -> JobOut:
+    """Cancel a queued or running job; only the key that started it may."""
     job = get_job_row(app, job_id)
+    with app.db.read() as session:
+        owner = session.get(JobRow, job_id).created_by
+    if owner is not None and owner != key_id:
+        raise HTTPException(403, "only the key that started this job can cancel it")
     if job.status not in {"queued", "running"}:
         raise HTTPException(409, f"the job is already {job.status}")
     app.runner.cancel(job_id)
