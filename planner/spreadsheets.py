@@ -165,11 +165,31 @@ def read_csv_table(path: Path) -> RawTable:
     return _clean(path.name, rows[0][1], iter(rows[1:]))
 
 
-def read_sheet(workbook_name: str, sheet) -> RawTable:
+def read_sheet(workbook_name: str, sheet, formulas=None) -> RawTable:
+    """A sheet's cached values; with ``formulas`` (the same sheet read without cached values),
+    a formula cell that has no cached value is an error instead of a silent blank."""
     if hasattr(sheet, "reset_dimensions"):
         sheet.reset_dimensions()  # some writers store a wrong <dimension>: never trust it
+    if formulas is not None and hasattr(formulas, "reset_dimensions"):
+        formulas.reset_dimensions()
+    formula_rows = formulas.iter_rows(values_only=True) if formulas is not None else None
     rows = []
-    for row in sheet.iter_rows(values_only=True):
+    for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
+        raw = next(formula_rows, ()) if formula_rows is not None else ()
+        for column, (value, source) in enumerate(zip(row, raw, strict=False), start=1):
+            if value is None and isinstance(source, str) and source.startswith("="):
+                raise InputError(
+                    [
+                        Problem(
+                            f"{workbook_name}, sheet {sheet.title}",
+                            number,
+                            f"#{column}",
+                            "a formula without a computed value: open the file in a spreadsheet "
+                            "program and save it, or type the value",
+                            source,
+                        )
+                    ]
+                )
         rows.append(row)
         if len(rows) > MAX_ROWS:
             raise InputError(
@@ -511,6 +531,7 @@ def _raw_tables(path: Path) -> dict[str, RawTable]:
     else:
         try:
             workbook = load_workbook(path, read_only=True, data_only=True)
+            formulas = load_workbook(path, read_only=True, data_only=False)
         except FileNotFoundError as exc:
             raise InputError([Problem(str(path), None, None, "file not found")]) from exc
         except Exception as exc:  # openpyxl raises several types for a damaged file
@@ -531,7 +552,7 @@ def _raw_tables(path: Path) -> dict[str, RawTable]:
                 )
                 continue
             try:
-                tables[sheet.title] = read_sheet(path.name, sheet)
+                tables[sheet.title] = read_sheet(path.name, sheet, formulas[sheet.title])
             except InputError as exc:
                 problems += exc.problems
     if problems:

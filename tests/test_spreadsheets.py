@@ -332,3 +332,23 @@ def test_formula_like_text_round_trips_as_text(tmp_path):
     scenario = scenario.model_copy(update={"measured_rates": (rate,)})
     target = write_scenario(scenario, tmp_path / "s.xlsx")
     assert read_scenario(target).measured_rates[0].source == "=bench run 2"
+
+
+def test_formula_without_cached_value_is_an_error_not_a_blank(tmp_path):
+    """openpyxl and scripts write formulas without results; a blank power cap would mean no cap."""
+    from openpyxl import load_workbook
+
+    workbook_path = write_scenario(
+        load_scenario(EXAMPLES / "quickstart" / "scenario.json"), tmp_path / "s.xlsx"
+    )
+    workbook = load_workbook(workbook_path)
+    workbook["periods"]["C2"] = "=2*2"
+    workbook.save(workbook_path)
+    with pytest.raises(InputError) as caught:
+        read_scenario(workbook_path)
+    problem = caught.value.problems[0]
+    assert (
+        problem.row == 2
+        and problem.value == "=2*2"
+        and "formula without a computed value" in problem.message
+    )
