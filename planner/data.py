@@ -12,13 +12,12 @@ at least as well. With integer replicas it is a heuristic (DESIGN §5).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from catalogs.errors import InputError, Problem
 from catalogs.loader import Catalog
 from models.base import Phase
-from models.hardware import MemoryKind, RackType
+from models.hardware import RackType
 from models.operating_points import ReplicaSet, operating_points
 from models.scenario import (
     HOURS_PER_YEAR,
@@ -478,11 +477,3 @@ def prepare(scenario: Scenario, catalog: Catalog) -> PlanData:
     data = PlanData(scenario, racks, columns, decode, prefill, output, diagnostics)
     data.diagnostics.extend(_availability_diagnostics(data))
     return data
-
-
-def memory_kind(rack: RackData) -> MemoryKind:
-    return rack.spec.serving_memory.kind
-
-
-def ceil_div(a: float, b: float) -> int:
-    return math.ceil(a / b - 1e-9)
