@@ -504,12 +504,10 @@ def explain(
     prices = result.plan.shadow_prices
     if prices.empty:
         out.print("  nothing binds: no limit or demand row has a shadow price")
-    for row in prices.sort_values("value", key=abs, ascending=False).head(12).itertuples():
-        out.print(
-            f"  {row.constraint}: {row.value:,.2f} {row.unit} ({row.method})",
-            markup=False,
-            highlight=False,
-        )
+    for _unit, group in prices.groupby("unit", sort=False):
+        for row in group.sort_values("value", key=abs, ascending=False).head(4).itertuples():
+            line = f"  {row.constraint}: {row.value:,.2f} {row.unit} ({row.method})"
+            out.print(line, markup=False, highlight=False)
     for line in result.explanation:
         out.print(f"  {line}", markup=False, highlight=False)
 
