@@ -39,7 +39,7 @@ SETTINGS = Table(
     False,
     "Scenario-wide settings, one per row: key, value. Omitted keys take the defaults shown.",
     (
-        Column("name", "text", False, "frontier-2027", "Scenario name (used for output folders)."),
+        Column("name", "text", False, "my-plan", "Scenario name (used for output folders)."),
         Column(
             "discount_rate_per_year",
             "fraction",
