@@ -15,12 +15,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from api.db import Database
-from api.deps import State
-from api.jobs import JobRunner
-from api.routes import catalogs, health, jobs, plans, rates, scenarios, sessions
-from api.settings import Settings
-from catalogs.errors import InputError
+from rackplan.api.db import Database
+from rackplan.api.deps import State
+from rackplan.api.jobs import JobRunner
+from rackplan.api.routes import catalogs, health, jobs, plans, rates, scenarios, sessions
+from rackplan.api.settings import Settings
+from rackplan.catalogs.errors import InputError
 
 log = logging.getLogger("rackplan.api")
 CODES = {

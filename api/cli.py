@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from planner.cli import app, main, out
+from rackplan.planner.cli import app, main, out
 
 keys_app = typer.Typer(help="Manage API keys for the REST service.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -25,7 +25,12 @@ def serve(
     import uvicorn
 
     uvicorn.run(
-        "api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info"
+        "rackplan.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
     )
 
 
@@ -37,15 +42,15 @@ def create(
     ] = None,
 ) -> None:
     """Create an API key; it is printed once and stored only as a hash."""
-    from api.db import Database
-    from api.security import create_key
-    from api.settings import Settings
+    from rackplan.api.db import Database
+    from rackplan.api.security import create_key
+    from rackplan.api.settings import Settings
 
     db = Database(Settings().url)
     try:
         key_id, key = create_key(db, name, tuple(scope or ("read", "write")))
     except ValueError as exc:
-        from catalogs.errors import InputError, Problem
+        from rackplan.catalogs.errors import InputError, Problem
 
         raise InputError([Problem("command line", None, "--scope", str(exc))]) from exc
     out.print(f"key id {key_id} ({', '.join(scope or ['read', 'write'])}); the key (shown once):")

@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from api.db import Database
-from api.jobs import JobRunner
-from api.security import find_key
-from api.settings import Settings
+from rackplan.api.db import Database
+from rackplan.api.jobs import JobRunner
+from rackplan.api.security import find_key
+from rackplan.api.settings import Settings
 
 
 @dataclass

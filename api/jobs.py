@@ -22,8 +22,8 @@ from concurrent.futures.process import BrokenProcessPool
 
 from sqlalchemy import select
 
-from api.db import Database, JobRow, PlanRow, SessionRow, VariantRow, now
-from api.worker import session_job, solve_job
+from rackplan.api.db import Database, JobRow, PlanRow, SessionRow, VariantRow, now
+from rackplan.api.worker import session_job, solve_job
 
 RESTART_REASON = "the service stopped while this job was running; submit it again"
 OWNER = f"{socket.gethostname()}:{os.getpid()}"

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from models.scenario import Scenario
+from rackplan.models.scenario import Scenario
 
 
 def _utc(moment: datetime) -> datetime:

@@ -8,7 +8,7 @@ import secrets
 
 from sqlalchemy import select
 
-from api.db import ApiKey, Database
+from rackplan.api.db import ApiKey, Database
 
 SCOPES = ("read", "write")
 

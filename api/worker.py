@@ -10,14 +10,14 @@ import hashlib
 import json
 from dataclasses import asdict
 
-from api.db import Database, JobRow, now
-from catalogs.loader import Catalog, load_catalog
-from models.hardware import RackType
-from models.llm import LLM
-from models.scenario import Scenario
-from planner.run import plan_scenario
-from planner.session import Variant, compare_variants
-from planner.solve import SolveOptions
+from rackplan.api.db import Database, JobRow, now
+from rackplan.catalogs.loader import Catalog, load_catalog
+from rackplan.models.hardware import RackType
+from rackplan.models.llm import LLM
+from rackplan.models.scenario import Scenario
+from rackplan.planner.run import plan_scenario
+from rackplan.planner.session import Variant, compare_variants
+from rackplan.planner.solve import SolveOptions
 
 
 def _mark_running(db_url: str, job_id: str) -> None:
@@ -94,6 +94,6 @@ def session_job(db_url: str, job_id: str, request: dict) -> dict:
         for v in request["variants"]
     ]
     frame = compare_variants(scenario, catalog, variants, _options(request))
-    from planner.plan import json_records
+    from rackplan.planner.plan import json_records
 
     return {"status": "succeeded", "comparison": json_records(frame)}

@@ -9,15 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from catalogs.loader import load_catalog
-from models.operating_points import operating_points
-from models.workload import PRECISIONS, Workload
+from rackplan.catalogs.loader import load_catalog
+from rackplan.models.operating_points import operating_points
+from rackplan.models.workload import PRECISIONS, Workload
 
 SHAPES = {
     "chat": Workload(input_tokens=1_000, output_tokens=1_000, ttft_ms=2_000, tpot_ms=50),

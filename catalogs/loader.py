@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from catalogs.errors import InputError, Problem
-from models.calibration import MeasuredPoint
-from models.hardware import EfficiencyFactors, RackType
-from models.llm import LLM
+from rackplan.catalogs.errors import InputError, Problem
+from rackplan.models.calibration import MeasuredPoint
+from rackplan.models.hardware import EfficiencyFactors, RackType
+from rackplan.models.llm import LLM
 
 DATA_DIR = Path(__file__).parent / "data"
 RACKS_FILE = DATA_DIR / "racks.csv"

@@ -20,12 +20,12 @@ import numpy as np
 from pydantic import Field
 from scipy.optimize import minimize
 
-from models.base import Frozen
-from models.hardware import EfficiencyFactors, RackType
-from models.llm import LLM
-from models.operating_points import ReplicaSet
-from models.serving import aggregated
-from models.workload import PRECISIONS, PrecisionName, Workload
+from rackplan.models.base import Frozen
+from rackplan.models.hardware import EfficiencyFactors, RackType
+from rackplan.models.llm import LLM
+from rackplan.models.operating_points import ReplicaSet
+from rackplan.models.serving import aggregated
+from rackplan.models.workload import PRECISIONS, PrecisionName, Workload
 
 ETA_MIN, ETA_MAX = 0.05, 1.0
 GRID_STEPS = 10

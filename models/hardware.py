@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from models.base import Confidence, Frozen, Phase
+from rackplan.models.base import Confidence, Frozen, Phase
 
 ComputePrecision = Literal["fp4", "fp8", "bf16"]
 COMPUTE_PRECISIONS: tuple[ComputePrecision, ...] = ("fp4", "fp8", "bf16")

@@ -9,7 +9,7 @@ from functools import cached_property
 
 from pydantic import Field, model_validator
 
-from models.base import Confidence, Frozen
+from rackplan.models.base import Confidence, Frozen
 
 
 class LLM(Frozen):

@@ -24,10 +24,10 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
-from models.base import Bound, Phase
-from models.hardware import EfficiencyFactors, RackType
-from models.llm import LLM
-from models.roofline import (
+from rackplan.models.base import Bound, Phase
+from rackplan.models.hardware import EfficiencyFactors, RackType
+from rackplan.models.llm import LLM
+from rackplan.models.roofline import (
     PassTimes,
     ReplicaHardware,
     decode_attention_flops_per_token,
@@ -41,7 +41,7 @@ from models.roofline import (
     weight_bytes_read,
     weight_bytes_total,
 )
-from models.workload import Precision, Workload
+from rackplan.models.workload import Precision, Workload
 
 MAX_DECODE_BATCH = 16384
 """Largest decode batch per replica considered (serving engines cap concurrent sequences)."""

@@ -30,9 +30,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from models.hardware import EfficiencyFactors, RackType
-from models.llm import LLM
-from models.workload import Precision, Workload
+from rackplan.models.hardware import EfficiencyFactors, RackType
+from rackplan.models.llm import LLM
+from rackplan.models.workload import Precision, Workload
 
 MEMORY_RESERVE_FRACTION = 0.10
 """Share of a replica's serving memory not usable for weights or KV (activations,

@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from models.base import Frozen
-from models.workload import PrecisionName, Workload
+from rackplan.models.base import Frozen
+from rackplan.models.workload import PrecisionName, Workload
 
 HOURS_PER_YEAR = 8760.0
 Name = str

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.base import Phase
-from models.hardware import EfficiencyFactors, RackType
-from models.llm import LLM
-from models.operating_points import ReplicaSet, largest_feasible
-from models.roofline import aggregated_step, queueing_factor
-from models.workload import Precision, Workload
+from rackplan.models.base import Phase
+from rackplan.models.hardware import EfficiencyFactors, RackType
+from rackplan.models.llm import LLM
+from rackplan.models.operating_points import ReplicaSet, largest_feasible
+from rackplan.models.roofline import aggregated_step, queueing_factor
+from rackplan.models.workload import Precision, Workload
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from models.base import Frozen
-from models.hardware import ComputePrecision
+from rackplan.models.base import Frozen
+from rackplan.models.hardware import ComputePrecision
 
 PrecisionName = Literal["fp4", "fp8", "bf16"]
 

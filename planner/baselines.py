@@ -17,10 +17,10 @@ from collections.abc import Callable
 import pandas as pd
 import pyomo.environ as pyo
 
-from models.hardware import MemoryKind
-from models.scenario import HOURS_PER_YEAR, AllocationMode
-from planner.data import PlanData
-from planner.solve import PlanSolver
+from rackplan.models.hardware import MemoryKind
+from rackplan.models.scenario import HOURS_PER_YEAR, AllocationMode
+from rackplan.planner.data import PlanData
+from rackplan.planner.solve import PlanSolver
 
 
 def _with_fixed(solver: PlanSolver, fix: Callable[[], list]) -> tuple[str, float | None]:

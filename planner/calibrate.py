@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from catalogs.errors import InputError, Problem
-from catalogs.loader import Catalog
-from models.calibration import (
+from rackplan.catalogs.errors import InputError, Problem
+from rackplan.catalogs.loader import Catalog
+from rackplan.models.calibration import (
     MeasuredPoint,
     PointError,
     evaluate,
     fit_family,
     median_abs_error_pct,
 )
-from models.hardware import EfficiencyFactors, RackType
-from models.llm import LLM
+from rackplan.models.hardware import EfficiencyFactors, RackType
+from rackplan.models.llm import LLM
 
 
 def check_points(catalog: Catalog, points: Sequence[MeasuredPoint], source: str) -> None:

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from planner.files import atomic_path
+from rackplan.planner.files import atomic_path
 
 
 def _save(figure, target: Path) -> list[Path]:

@@ -18,16 +18,16 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from catalogs.errors import InputError, Problem
-from catalogs.loader import Catalog, load_catalog, load_measured
-from models.calibration import PointError, median_abs_error_pct
-from models.workload import Workload
-from planner.calibrate import calibrate, efficiency_csv, validate
-from planner.files import atomic_write_text
-from planner.rates import RateReport, rate_report
-from planner.run import plan_scenario
-from planner.scenario_io import load_scenario
-from planner.solve import SolveOptions
+from rackplan.catalogs.errors import InputError, Problem
+from rackplan.catalogs.loader import Catalog, load_catalog, load_measured
+from rackplan.models.calibration import PointError, median_abs_error_pct
+from rackplan.models.workload import Workload
+from rackplan.planner.calibrate import calibrate, efficiency_csv, validate
+from rackplan.planner.files import atomic_write_text
+from rackplan.planner.rates import RateReport, rate_report
+from rackplan.planner.run import plan_scenario
+from rackplan.planner.scenario_io import load_scenario
+from rackplan.planner.solve import SolveOptions
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
 
@@ -81,7 +81,7 @@ def _scenario_and_catalog(
 ):
     """The scenario, and the catalog extended by its own racks/llms tables, then by the
     command line's files (which win)."""
-    from planner.spreadsheets import catalog_extensions
+    from rackplan.planner.spreadsheets import catalog_extensions
 
     scenario = load_scenario(path)
     with catalog_extensions(path) as extra:
@@ -214,7 +214,7 @@ def rates(
     )
     report = rate_report(_catalog(racks, llms, efficiency), rack, llm, workload, precision.value)
     if plot is not None:
-        from planner.plots import plot_fast_mode_frontier
+        from rackplan.planner.plots import plot_fast_mode_frontier
 
         plot_fast_mode_frontier(report, plot)
     if as_json:
@@ -444,8 +444,8 @@ def _slug(name: str) -> str:
 
 
 def _export(result, target: Path, export_format: ExportFormat) -> Path:
-    from planner.charts import write_plan_charts
-    from planner.export import write_csv_folder, write_json, write_xlsx
+    from rackplan.planner.charts import write_plan_charts
+    from rackplan.planner.export import write_csv_folder, write_json, write_xlsx
 
     if export_format is ExportFormat.xlsx:
         written = write_xlsx(result, target / "plan.xlsx")
@@ -539,7 +539,7 @@ def pareto_command(
     """TCO against one parameter: the frontier table and chart."""
     from rich.progress import Progress
 
-    from planner.whatif import pareto
+    from rackplan.planner.whatif import pareto
 
     scenario, catalog = _scenario_and_catalog(path, racks, llms, efficiency)
     with Progress(console=err, transient=True, disable=as_json) as progress:
@@ -555,13 +555,13 @@ def pareto_command(
             lambda: progress.advance(task),
         )
     if out_dir is not None:
-        from planner.charts import plot_pareto
+        from rackplan.planner.charts import plot_pareto
 
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / "pareto.csv", frame.to_csv(index=False))
         plot_pareto(frame, out_dir / "pareto.png")
     if as_json:
-        from planner.plan import json_records
+        from rackplan.planner.plan import json_records
 
         _print_json(json_records(frame))
         return
@@ -597,7 +597,7 @@ def whatif(
     """Solve the base and each variant on one persistent model; compare side by side."""
     from rich.progress import Progress
 
-    from planner.session import compare_variants, parse_variant_options, read_variants_csv
+    from rackplan.planner.session import compare_variants, parse_variant_options, read_variants_csv
 
     scenario, catalog = _scenario_and_catalog(path, racks, llms, efficiency)
     specs = parse_variant_options(variant or [])
@@ -620,11 +620,11 @@ def whatif(
             scenario, catalog, specs, _options(time_limit, gap), lambda: progress.advance(task)
         )
     if out_dir is not None:
-        from planner.export import write_frames
+        from rackplan.planner.export import write_frames
 
         write_frames({"comparison": frame}, out_dir, "comparison")
     if as_json:
-        from planner.plan import json_records
+        from rackplan.planner.plan import json_records
 
         _print_json(json_records(frame))
         return
@@ -641,7 +641,7 @@ def template(
     path: Annotated[Path, typer.Argument(help="A folder for CSV tables, or a .xlsx workbook.")],
 ) -> None:
     """Write the scenario tables with headers, units and one example row each."""
-    from planner.spreadsheets import write_template
+    from rackplan.planner.spreadsheets import write_template
 
     written = write_template(path)
     out.print(f"template written to {written}; fill it in, then: rackplan solve {written}")

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from catalogs.errors import InputError, Problem
-from catalogs.loader import Catalog
-from models.base import Phase
-from models.hardware import RackType
-from models.operating_points import ReplicaSet, operating_points
-from models.scenario import (
+from rackplan.catalogs.errors import InputError, Problem
+from rackplan.catalogs.loader import Catalog
+from rackplan.models.base import Phase
+from rackplan.models.hardware import RackType
+from rackplan.models.operating_points import ReplicaSet, operating_points
+from rackplan.models.scenario import (
     HOURS_PER_YEAR,
     AllocationMode,
     MeasuredRate,
@@ -28,8 +28,8 @@ from models.scenario import (
     ServingMode,
     WorkloadClass,
 )
-from models.serving import aggregated_sla_points, best_point
-from models.workload import PRECISIONS
+from rackplan.models.serving import aggregated_sla_points, best_point
+from rackplan.models.workload import PRECISIONS
 
 
 @dataclass(frozen=True)

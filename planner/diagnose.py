@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import pyomo.environ as pyo
 
-from planner.data import PlanData
-from planner.model import RELAXABLE_FAMILIES, SLACK_UNITS
-from planner.solve import PlanSolver, SolveOptions
+from rackplan.planner.data import PlanData
+from rackplan.planner.model import RELAXABLE_FAMILIES, SLACK_UNITS
+from rackplan.planner.solve import PlanSolver, SolveOptions
 
 SLACK_TOLERANCE = 1e-6
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from planner.files import atomic_path, atomic_write_text
-from planner.run import PlanResult
+from rackplan.planner.files import atomic_path, atomic_write_text
+from rackplan.planner.run import PlanResult
 
 TABLES = (
     "purchases",
@@ -89,7 +89,7 @@ def write_csv_folder(result: PlanResult, folder: Path) -> Path:
 
 def write_xlsx(result: PlanResult, path: Path) -> Path:
     """One workbook, one sheet per table, formatted for people (see planner.spreadsheets)."""
-    from planner.spreadsheets import write_workbook
+    from rackplan.planner.spreadsheets import write_workbook
 
     with atomic_path(Path(path)) as temporary:
         write_workbook(tables(result), temporary)
@@ -103,7 +103,7 @@ def write_json(result: PlanResult, path: Path) -> Path:
 
 def write_frames(frames: dict[str, pd.DataFrame], folder: Path, stem: str) -> list[Path]:
     """``<stem>.csv`` (first frame) and ``<stem>.xlsx`` (all frames) into ``folder``."""
-    from planner.spreadsheets import write_workbook
+    from rackplan.planner.spreadsheets import write_workbook
 
     folder = Path(folder)
     first = next(iter(frames.values()))

@@ -17,8 +17,8 @@ from collections.abc import Callable
 import pyomo.environ as pyo
 from pyomo.core.expr.numeric_expr import LinearExpression
 
-from models.scenario import HOURS_PER_YEAR, Objective
-from planner.data import PlanData
+from rackplan.models.scenario import HOURS_PER_YEAR, Objective
+from rackplan.planner.data import PlanData
 
 PHASES = ("prefill", "decode")
 RATE_UNIT = 1e6

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 import pyomo.environ as pyo
 
-from models.scenario import HOURS_PER_YEAR
-from planner.data import Diagnostic, PlanData
-from planner.solve import PlanSolver, SolveOutcome
+from rackplan.models.scenario import HOURS_PER_YEAR
+from rackplan.planner.data import Diagnostic, PlanData
+from rackplan.planner.solve import PlanSolver, SolveOutcome
 
 VALUE_TOLERANCE = 1e-6
 OBJECTIVE_UNITS = {"min_tco": "USD", "max_served": "output tokens/s served", "min_power": "kWh"}

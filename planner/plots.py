@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from planner.files import atomic_path
-from planner.rates import RateReport
+from rackplan.planner.files import atomic_path
+from rackplan.planner.rates import RateReport
 
 
 def plot_fast_mode_frontier(report: RateReport, target: Path) -> None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from catalogs.loader import Catalog
-from models.base import Phase
-from models.operating_points import PointTable, ReplicaSet, operating_points
-from models.serving import aggregated, disaggregated
-from models.workload import PRECISIONS, Workload
+from rackplan.catalogs.loader import Catalog
+from rackplan.models.base import Phase
+from rackplan.models.operating_points import PointTable, ReplicaSet, operating_points
+from rackplan.models.serving import aggregated, disaggregated
+from rackplan.models.workload import PRECISIONS, Workload
 
 
 @dataclass(frozen=True)

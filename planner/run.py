@@ -11,15 +11,15 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from catalogs.loader import Catalog
-from models.scenario import Objective, Scenario
-from planner.baselines import baselines as compute_baselines
-from planner.data import PlanData, prepare
-from planner.diagnose import Relaxation, explain_infeasible
-from planner.plan import Plan, extract_plan
-from planner.shadow import shadow_prices
-from planner.solve import PlanSolver, SolveOptions, SolveOutcome
-from planner.verify import Violation, verify_plan
+from rackplan.catalogs.loader import Catalog
+from rackplan.models.scenario import Objective, Scenario
+from rackplan.planner.baselines import baselines as compute_baselines
+from rackplan.planner.data import PlanData, prepare
+from rackplan.planner.diagnose import Relaxation, explain_infeasible
+from rackplan.planner.plan import Plan, extract_plan
+from rackplan.planner.shadow import shadow_prices
+from rackplan.planner.solve import PlanSolver, SolveOptions, SolveOutcome
+from rackplan.planner.verify import Violation, verify_plan
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from catalogs.errors import InputError, Problem
-from models.scenario import Scenario
-from planner.files import atomic_write_text
+from rackplan.catalogs.errors import InputError, Problem
+from rackplan.models.scenario import Scenario
+from rackplan.planner.files import atomic_write_text
 
 
 def validation_problems(exc: ValidationError, source: str) -> list[Problem]:
@@ -54,7 +54,7 @@ def load_scenario(path: Path) -> Scenario:
     """A scenario from a JSON file, a folder of CSV tables, or an XLSX workbook."""
     path = Path(path)
     if path.is_dir() or path.suffix.lower() in {".xlsx", ".xlsm"}:
-        from planner.spreadsheets import read_scenario
+        from rackplan.planner.spreadsheets import read_scenario
 
         return read_scenario(path)
     if path.suffix.lower() == ".json":

@@ -11,13 +11,13 @@ from pathlib import Path
 import pandas as pd
 import pyomo.environ as pyo
 
-from catalogs.errors import InputError, Problem
-from catalogs.loader import Catalog
-from models.scenario import Scenario
-from planner.data import prepare
-from planner.plan import extract_plan
-from planner.solve import PlanSolver, SolveOptions
-from planner.whatif import IN_PLACE, REBUILD, Baseline, apply_change, rebuilt_scenario
+from rackplan.catalogs.errors import InputError, Problem
+from rackplan.catalogs.loader import Catalog
+from rackplan.models.scenario import Scenario
+from rackplan.planner.data import prepare
+from rackplan.planner.plan import extract_plan
+from rackplan.planner.solve import PlanSolver, SolveOptions
+from rackplan.planner.whatif import IN_PLACE, REBUILD, Baseline, apply_change, rebuilt_scenario
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import pandas as pd
 import pyomo.environ as pyo
 
-from planner.data import PlanData
-from planner.solve import PlanSolver
+from rackplan.planner.data import PlanData
+from rackplan.planner.solve import PlanSolver
 
 INTEGER_COMPONENTS = ("lots", "installed", "replicas", "type_used")
 DUAL_TOLERANCE = 1e-9

@@ -16,9 +16,9 @@ import pyomo.environ as pyo
 from pyomo.contrib.solver.common.factory import SolverFactory
 from pyomo.contrib.solver.common.results import TerminationCondition
 
-from catalogs.errors import InputError, Problem
-from planner.data import PlanData
-from planner.model import build_model, fleet_floor, fleet_upper_bounds
+from rackplan.catalogs.errors import InputError, Problem
+from rackplan.planner.data import PlanData
+from rackplan.planner.model import build_model, fleet_floor, fleet_upper_bounds
 
 _HIGHS_OPTION_NAMES: set[str] | None = None
 

@@ -22,8 +22,8 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from pydantic import ValidationError
 
-from catalogs.errors import InputError, Problem
-from models.scenario import (
+from rackplan.catalogs.errors import InputError, Problem
+from rackplan.models.scenario import (
     Demand,
     Economics,
     MeasuredRate,
@@ -33,8 +33,8 @@ from models.scenario import (
     Scenario,
     WorkloadClass,
 )
-from planner.files import atomic_path
-from planner.scenario_tables import CATALOG_TABLES, TABLES, Column, Table
+from rackplan.planner.files import atomic_path
+from rackplan.planner.scenario_tables import CATALOG_TABLES, TABLES, Column, Table
 
 HEADER_FILL = PatternFill("solid", fgColor="DDE7F0")
 MAX_WIDTH = 60
@@ -665,7 +665,7 @@ def write_scenario(scenario: Scenario, path: Path) -> Path:
         with atomic_path(path) as temporary:
             write_workbook(frames, temporary)
         return path
-    from planner.export import replace_folder
+    from rackplan.planner.export import replace_folder
 
     def fill(folder: Path) -> None:
         for name, frame in frames.items():
@@ -711,7 +711,7 @@ def write_template(path: Path) -> Path:
         with atomic_path(path) as temporary:
             write_workbook({"README": readme_frame(), **frames}, temporary)
         return path
-    from planner.export import replace_folder
+    from rackplan.planner.export import replace_folder
 
     def fill(folder: Path) -> None:
         for name, frame in frames.items():

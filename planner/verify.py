@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from catalogs.loader import Catalog
-from models.base import Phase
-from models.hardware import RackType
-from models.operating_points import ReplicaSet
-from models.scenario import HOURS_PER_YEAR, Scenario
-from models.serving import aggregated_rates
-from models.workload import PRECISIONS
-from planner.plan import Plan
+from rackplan.catalogs.loader import Catalog
+from rackplan.models.base import Phase
+from rackplan.models.hardware import RackType
+from rackplan.models.operating_points import ReplicaSet
+from rackplan.models.scenario import HOURS_PER_YEAR, Scenario
+from rackplan.models.serving import aggregated_rates
+from rackplan.models.workload import PRECISIONS
+from rackplan.planner.plan import Plan
 
 REL_TOL = 1e-6
 ABS_TOL = 1e-6
@@ -275,7 +275,7 @@ def _recompute(
     batch = np.array([float(row.batch_size)])
     if row.mode == "aggregated":
         rate, tpot, ttft = aggregated_rates(replicas, size, batch)
-        from models.roofline import aggregated_step
+        from rackplan.models.roofline import aggregated_step
 
         times = aggregated_step(
             replicas.hw.take(size), llm, replicas.precision, replicas.workload, batch

@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
-from catalogs.errors import InputError, Problem
-from catalogs.loader import Catalog
-from models.scenario import Scenario
-from planner.data import PlanData, prepare
-from planner.solve import PlanSolver, SolveOptions
+from rackplan.catalogs.errors import InputError, Problem
+from rackplan.catalogs.loader import Catalog
+from rackplan.models.scenario import Scenario
+from rackplan.planner.data import PlanData, prepare
+from rackplan.planner.solve import PlanSolver, SolveOptions
 
 IN_PLACE = (
     "power_cap_scale",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from catalogs.loader import Catalog, load_catalog
-from models.hardware import EfficiencyFactors
+from rackplan.catalogs.loader import Catalog, load_catalog
+from rackplan.models.hardware import EfficiencyFactors
 
 PERFECT = EfficiencyFactors(flops_fraction=1.0, bandwidth_fraction=1.0)
 """η_F = η_B = 1: the pure roofline, for hand-computed answers."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.scenario import (
+from rackplan.models.scenario import (
     Demand,
     Economics,
     MeasuredRate,
@@ -13,9 +13,9 @@ from models.scenario import (
     ServingMode,
     WorkloadClass,
 )
-from planner.run import PlanResult, plan_scenario
-from planner.solve import SolveOptions
-from planner.verify import verify_plan
+from rackplan.planner.run import PlanResult, plan_scenario
+from rackplan.planner.solve import SolveOptions
+from rackplan.planner.verify import verify_plan
 
 FLAT = Economics(discount_rate_per_year=0.0, maintenance_fraction_per_year=0.0)
 """No discounting or maintenance: totals can be added up by hand."""

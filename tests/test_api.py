@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.db import Database, JobRow, ScenarioRow
-from api.jobs import RESTART_REASON
-from api.security import create_key
-from api.settings import Settings
+from rackplan.api.app import create_app
+from rackplan.api.db import Database, JobRow, ScenarioRow
+from rackplan.api.jobs import RESTART_REASON
+from rackplan.api.security import create_key
+from rackplan.api.settings import Settings
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 QUICKSTART = json.loads((EXAMPLES / "quickstart" / "scenario.json").read_text())
@@ -173,7 +173,7 @@ def test_upload_zip_and_xlsx(service, tmp_path):
     )
     assert response.status_code == 201, response.text
     assert response.json()["name"] == "power-capped-colo"
-    from planner.spreadsheets import read_scenario, write_scenario
+    from rackplan.planner.spreadsheets import read_scenario, write_scenario
 
     workbook = write_scenario(read_scenario(folder), tmp_path / "colo.xlsx")
     response = client.post(
@@ -419,7 +419,7 @@ def test_schema_migrates_an_older_database(tmp_path):
     """A version-1 database (no jobs.owner column) is migrated to the current version at start."""
     from sqlalchemy import create_engine, inspect, text
 
-    from api.db import SCHEMA_VERSION, Base
+    from rackplan.api.db import SCHEMA_VERSION, Base
 
     url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
     engine = create_engine(url)

@@ -24,10 +24,10 @@ QUICKSTART = json.loads(
 def test_round_trip_on_postgresql(tmp_path):
     from sqlalchemy import create_engine, text
 
-    from api.app import create_app
-    from api.db import SCHEMA_VERSION
-    from api.security import create_key
-    from api.settings import Settings
+    from rackplan.api.app import create_app
+    from rackplan.api.db import SCHEMA_VERSION
+    from rackplan.api.security import create_key
+    from rackplan.api.settings import Settings
 
     engine = create_engine(URL)
     with engine.begin() as connection:

@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from api.app import create_app
-from api.security import create_key
-from api.settings import Settings
+from rackplan.api.app import create_app
+from rackplan.api.security import create_key
+from rackplan.api.settings import Settings
 
 EXAMPLES_PER_OPERATION = 8
 

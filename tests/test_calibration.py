@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from models.calibration import (
+from rackplan.models.calibration import (
     MeasuredPoint,
     evaluate,
     fit_family,
     median_abs_error_pct,
     predict_per_chip,
 )
-from models.hardware import EfficiencyFactors
+from rackplan.models.hardware import EfficiencyFactors
 
 TRUE_FACTORS = EfficiencyFactors(flops_fraction=0.45, bandwidth_fraction=0.7)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from catalogs.errors import InputError
-from catalogs.loader import (
+from rackplan.catalogs.errors import InputError
+from rackplan.catalogs.loader import (
     EFFICIENCY_FILE,
     LLMS_FILE,
     MEASURED_FILE,
@@ -17,9 +17,9 @@ from catalogs.loader import (
     load_measured,
     load_racks,
 )
-from models.base import Confidence
-from models.hardware import MemoryTier, RackType
-from models.llm import LLM
+from rackplan.models.base import Confidence
+from rackplan.models.hardware import MemoryTier, RackType
+from rackplan.models.llm import LLM
 
 CONFIDENCES = {c.value for c in Confidence}
 REQUIRED_RACKS = {

@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from catalogs.loader import MEASURED_FILE
-from planner.cli import EXIT_INVALID, app, main
+from rackplan.catalogs.loader import MEASURED_FILE
+from rackplan.planner.cli import EXIT_INVALID, app, main
 
 runner = CliRunner()
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.base import Phase
-from models.operating_points import ReplicaSet, operating_points
-from models.roofline import (
+from rackplan.models.base import Phase
+from rackplan.models.operating_points import ReplicaSet, operating_points
+from rackplan.models.roofline import (
     decode_step,
     experts_touched_fraction,
     kv_bytes_per_sequence,
@@ -16,7 +16,7 @@ from models.roofline import (
     weight_bytes_read,
     weight_bytes_total,
 )
-from models.workload import PRECISIONS, Workload
+from rackplan.models.workload import PRECISIONS, Workload
 from tests.conftest import PERFECT
 
 CHAT = Workload(input_tokens=1000, output_tokens=200)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from models.scenario import Economics, MeasuredRate, Policy, ServingMode, WorkloadClass
-from planner.data import prepare
+from rackplan.models.scenario import Economics, MeasuredRate, Policy, ServingMode, WorkloadClass
+from rackplan.planner.data import prepare
 from tests.planning import Demand, RackOption, periods, scenario, solve_checked
 
 RACKS = ("hgx-h100", "hgx-b200")

@@ -7,11 +7,11 @@ import pandas as pd
 import pyomo.environ as pyo
 import pytest
 
-from models.scenario import Policy, ServingMode, WorkloadClass
-from planner.data import prepare
-from planner.shadow import fix_integers, restore_integers
-from planner.solve import PlanSolver, SolveOptions
-from planner.verify import verify_plan
+from rackplan.models.scenario import Policy, ServingMode, WorkloadClass
+from rackplan.planner.data import prepare
+from rackplan.planner.shadow import fix_integers, restore_integers
+from rackplan.planner.solve import PlanSolver, SolveOptions
+from rackplan.planner.verify import verify_plan
 from tests.planning import (
     Demand,
     RackOption,

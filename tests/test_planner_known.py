@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.scenario import Objective, Policy
+from rackplan.models.scenario import Objective, Policy
 from tests.planning import (
     Demand,
     RackOption,
@@ -164,7 +164,7 @@ def test_discounting_and_maintenance(catalog):
     8 × 10 kW × 8,760 h × $0.1 = $70,080. Year 2 (factor 1/1.1): $0.4M + $70,080.
     TCO = 8,470,080 + 470,080 / 1.1 = 8,897,425.45…
     """
-    from models.scenario import Economics
+    from rackplan.models.scenario import Economics
 
     sc = scenario(
         periods=periods("Y1", "Y2", hours=8760),

@@ -6,12 +6,12 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.base import Phase
-from models.hardware import EfficiencyFactors, MemoryTier, RackType
-from models.operating_points import ReplicaSet, operating_points
-from models.roofline import weight_bytes_read
-from models.serving import best_point, disaggregated
-from models.workload import PRECISIONS, Workload
+from rackplan.models.base import Phase
+from rackplan.models.hardware import EfficiencyFactors, MemoryTier, RackType
+from rackplan.models.operating_points import ReplicaSet, operating_points
+from rackplan.models.roofline import weight_bytes_read
+from rackplan.models.serving import best_point, disaggregated
+from rackplan.models.workload import PRECISIONS, Workload
 
 PROPERTY_SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from catalogs.errors import InputError
-from planner.cli import app
-from planner.run import plan_scenario
-from planner.scenario_io import load_scenario, load_scenario_json
-from planner.spreadsheets import (
+from rackplan.catalogs.errors import InputError
+from rackplan.planner.cli import app
+from rackplan.planner.run import plan_scenario
+from rackplan.planner.scenario_io import load_scenario, load_scenario_json
+from rackplan.planner.spreadsheets import (
     normalise_period,
     parse_fraction,
     parse_number,
@@ -22,7 +22,7 @@ from planner.spreadsheets import (
     write_scenario,
     write_template,
 )
-from planner.verify import verify_plan
+from rackplan.planner.verify import verify_plan
 
 DATA = Path(__file__).parent / "data"
 EXAMPLES = Path(__file__).parents[1] / "examples"
@@ -141,7 +141,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 
 def test_cli_reports_bad_files_without_traceback(capsys):
-    from planner.cli import main
+    from rackplan.planner.cli import main
 
     assert main(["solve", str(DATA / "bad_scenarios" / "bad_number")]) == 2
     err = capsys.readouterr().err
@@ -233,7 +233,7 @@ def test_scenario_file_docs_are_current():
     """docs/scenario-files.md is rendered from the table specs; regenerate it with
     python -c "from planner.scenario_tables import markdown as m; print(m(), end='')" \
         > docs/scenario-files.md"""
-    from planner.scenario_tables import markdown
+    from rackplan.planner.scenario_tables import markdown
 
     docs = Path(__file__).parents[1] / "docs" / "scenario-files.md"
     assert docs.read_text(encoding="utf-8") == markdown()
@@ -243,7 +243,7 @@ def test_scenario_folder_can_extend_the_catalog(tmp_path):
     """A racks.csv beside the scenario tables adds rack types the fleet can name."""
     import csv
 
-    from catalogs.loader import RACKS_FILE
+    from rackplan.catalogs.loader import RACKS_FILE
 
     folder = tmp_path / "s"
     shutil.copytree(DATA / "good_scenario", folder)
@@ -318,7 +318,7 @@ def test_multiline_quoted_cells_keep_row_numbers(tmp_path):
 
 def test_formula_like_text_round_trips_as_text(tmp_path):
     scenario = load_scenario(EXAMPLES / "quickstart" / "scenario.json")
-    from models.scenario import MeasuredRate
+    from rackplan.models.scenario import MeasuredRate
 
     rate = MeasuredRate(
         rack="hgx-h200",

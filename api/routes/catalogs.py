@@ -8,12 +8,12 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException
 from sqlalchemy import select
 
-from api.db import CatalogEntryRow, now
-from api.deps import Reader, StateDep, Writer
-from api.schemas import CatalogEntryOut
-from catalogs.loader import Catalog, load_catalog
-from models.hardware import RackType
-from models.llm import LLM
+from rackplan.api.db import CatalogEntryRow, now
+from rackplan.api.deps import Reader, StateDep, Writer
+from rackplan.api.schemas import CatalogEntryOut
+from rackplan.catalogs.loader import Catalog, load_catalog
+from rackplan.models.hardware import RackType
+from rackplan.models.llm import LLM
 
 router = APIRouter(tags=["catalogs"])
 Kind = Literal["racks", "llms"]

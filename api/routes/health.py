@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import text
 
-from api.db import SCHEMA_VERSION
-from api.deps import StateDep
+from rackplan.api.db import SCHEMA_VERSION
+from rackplan.api.deps import StateDep
 
 router = APIRouter(tags=["health"])
 

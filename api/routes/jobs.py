@@ -10,10 +10,10 @@ from fastapi import APIRouter, HTTPException
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from api.db import JobRow
-from api.deps import Reader, State, StateDep, Writer
-from api.jobs import QueueFull
-from api.schemas import JobOut
+from rackplan.api.db import JobRow
+from rackplan.api.deps import Reader, State, StateDep, Writer
+from rackplan.api.jobs import QueueFull
+from rackplan.api.schemas import JobOut
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 RETRY_AFTER_S = 10

@@ -12,14 +12,14 @@ import pandas as pd
 from fastapi import APIRouter, Header, HTTPException
 from fastapi.responses import JSONResponse, Response
 
-from api.db import PlanRow, ScenarioRow
-from api.deps import Reader, StateDep, Writer
-from api.routes.catalogs import shipped_catalog, user_entries
-from api.routes.jobs import start_job, wait_for
-from api.schemas import JobOut, PlanOut, SolveRequest
-from catalogs.errors import InputError, Problem
-from planner.export import TABLES
-from planner.spreadsheets import write_workbook
+from rackplan.api.db import PlanRow, ScenarioRow
+from rackplan.api.deps import Reader, StateDep, Writer
+from rackplan.api.routes.catalogs import shipped_catalog, user_entries
+from rackplan.api.routes.jobs import start_job, wait_for
+from rackplan.api.schemas import JobOut, PlanOut, SolveRequest
+from rackplan.catalogs.errors import InputError, Problem
+from rackplan.planner.export import TABLES
+from rackplan.planner.spreadsheets import write_workbook
 
 router = APIRouter(tags=["plans"])
 

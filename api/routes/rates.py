@@ -6,10 +6,10 @@ from typing import Literal
 
 from fastapi import APIRouter, Query
 
-from api.deps import Reader
-from api.routes.catalogs import shipped_catalog
-from models.workload import Workload
-from planner.rates import rate_report
+from rackplan.api.deps import Reader
+from rackplan.api.routes.catalogs import shipped_catalog
+from rackplan.models.workload import Workload
+from rackplan.planner.rates import rate_report
 
 router = APIRouter(prefix="/v1/rates", tags=["rates"])
 

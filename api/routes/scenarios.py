@@ -11,12 +11,12 @@ from pathlib import Path, PurePosixPath
 from fastapi import APIRouter, HTTPException, Query, UploadFile
 from sqlalchemy import func, select
 
-from api.db import ScenarioRow
-from api.deps import Reader, StateDep, Writer
-from api.schemas import Page, ScenarioCreate, ScenarioOut, ScenarioSummary
-from catalogs.errors import InputError, Problem
-from models.scenario import Scenario
-from planner.spreadsheets import catalog_extensions, read_scenario
+from rackplan.api.db import ScenarioRow
+from rackplan.api.deps import Reader, StateDep, Writer
+from rackplan.api.schemas import Page, ScenarioCreate, ScenarioOut, ScenarioSummary
+from rackplan.catalogs.errors import InputError, Problem
+from rackplan.models.scenario import Scenario
+from rackplan.planner.spreadsheets import catalog_extensions, read_scenario
 
 router = APIRouter(prefix="/v1/scenarios", tags=["scenarios"])
 MAX_ZIP_ENTRIES = 50

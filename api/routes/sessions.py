@@ -10,12 +10,12 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 
-from api.db import ScenarioRow, SessionRow, VariantRow
-from api.deps import Reader, StateDep, Writer
-from api.routes.jobs import start_job
-from api.schemas import JobOut, SessionCreate, SessionOut, VariantIn
-from planner.session import parse_variant_options
-from planner.spreadsheets import write_workbook
+from rackplan.api.db import ScenarioRow, SessionRow, VariantRow
+from rackplan.api.deps import Reader, StateDep, Writer
+from rackplan.api.routes.jobs import start_job
+from rackplan.api.schemas import JobOut, SessionCreate, SessionOut, VariantIn
+from rackplan.planner.session import parse_variant_options
+from rackplan.planner.spreadsheets import write_workbook
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 

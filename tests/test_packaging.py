@@ -1,0 +1,68 @@
+"""The installed distribution is one import package, ``rackplan``, and ships its data and types."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (built,) = out.glob("rackplan-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def wheel_names(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.namelist()
+
+
+def test_wheel_installs_exactly_one_top_level_package(wheel_names: list[str]) -> None:
+    top_level = {name.split("/", 1)[0] for name in wheel_names}
+    metadata = {name for name in top_level if name.endswith(".dist-info")}
+    assert top_level - metadata == {"rackplan"}
+
+
+def test_wheel_ships_subpackages_catalog_data_and_type_marker(wheel_names: list[str]) -> None:
+    names = set(wheel_names)
+    for required in (
+        "rackplan/__init__.py",
+        "rackplan/py.typed",
+        "rackplan/models/roofline.py",
+        "rackplan/catalogs/data/racks.csv",
+        "rackplan/planner/model.py",
+        "rackplan/api/routes/plans.py",
+    ):
+        assert required in names, required
+    assert not any(name.startswith("rackplan/tests/") for name in names)
+
+
+def test_console_script_points_into_the_package(wheel: Path, wheel_names: list[str]) -> None:
+    (entry_points,) = [name for name in wheel_names if name.endswith("entry_points.txt")]
+    with zipfile.ZipFile(wheel) as archive:
+        text = archive.read(entry_points).decode()
+    assert "rackplan = rackplan.api.cli:run" in text
