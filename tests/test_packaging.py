@@ -40,6 +40,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ],
         check=True,
         capture_output=True,
+        cwd=source,
     )
     (built,) = out.glob("rackplan-*.whl")
     return built
