@@ -1,12 +1,24 @@
-"""Calibration: fit a rack family's efficiency factors (η_F, η_B) to measured throughput.
+"""Calibration: fit a rack family's efficiency factors to measured throughput, within
+physical bounds.
 
 A measured point gives output tokens/s per chip for (rack, LLM, precision, input and
-output lengths, optional TTFT/TPOT limits). rackplan predicts the same quantity with
-aggregated serving (both phases on one system, as MLPerf runs are), meeting the limits
-when given, and compares.
+output lengths, optional TTFT/TPOT limits at a percentile). rackplan predicts the same
+quantity with aggregated serving (both phases on one system, as MLPerf runs are), meeting
+the limits when given, and compares.
 
-Fit: minimise Σ_i (ln(pred_i / meas_i))² over η_F, η_B ∈ [0.05, 1]: a coarse grid, then
-Nelder–Mead from the best grid cell (the objective is piecewise smooth because batch
+Fitted parameters and their bounds (``FIT_BOUNDS``; docs/calibration.md gives the reasons):
+
+    η_F ∈ [0.30, 0.85]    achieved share of dense FLOP/s
+    η_B ∈ [0.50, 0.95]    achieved share of memory bandwidth
+    τ_layer ∈ [2, 40] µs  fixed cost per layer per step
+
+Everything else (κ, τ_step, τ_req, engine caps, c_act, MoE imbalance) stays at the
+family's prior. The fit is a maximum a-posteriori estimate: with at most four points per
+family, a weak Gaussian prior around the family's prior values keeps it well posed:
+
+    minimise  Σ_i ln²(pred_i / meas_i) + PRIOR_WEIGHT · Σ_j ((θ_j − θ_j⁰) / σ_j)²
+
+by bounded Powell search from the prior (the objective is piecewise smooth because batch
 sizes are integers). Log errors weigh a 2× over- and under-prediction alike.
 """
 
@@ -25,10 +37,22 @@ from rackplan.models.hardware import EfficiencyFactors, RackType
 from rackplan.models.llm import LLM
 from rackplan.models.operating_points import ReplicaSet
 from rackplan.models.serving import aggregated
-from rackplan.models.workload import PRECISIONS, PrecisionName, Workload
+from rackplan.models.workload import PRECISIONS, PrecisionName, SlaPercentile, Workload
 
-ETA_MIN, ETA_MAX = 0.05, 1.0
-GRID_STEPS = 10
+FIT_BOUNDS: dict[str, tuple[float, float]] = {
+    "flops_fraction": (0.30, 0.85),
+    "bandwidth_fraction": (0.50, 0.95),
+    "layer_overhead_us": (2.0, 40.0),
+}
+"""Physical bounds of the fitted parameters (docs/calibration.md)."""
+PRIOR_SD: dict[str, float] = {
+    "flops_fraction": 0.15,
+    "bandwidth_fraction": 0.12,
+    "layer_overhead_us": 10.0,
+}
+"""Prior standard deviations, in each parameter's unit."""
+PRIOR_WEIGHT = 0.01
+"""Weight of the prior term against the squared log errors (weak: 0.01 per σ² away)."""
 INFEASIBLE_LOG_ERROR = 5.0
 """Log error charged when the model finds no feasible point (e^5 ≈ 150× off)."""
 
@@ -45,16 +69,23 @@ class MeasuredPoint(Frozen):
     tpot_ms: float | None = Field(default=None, gt=0)
     measured_output_tokens_per_s_per_chip: float = Field(gt=0)
     scenario: str = ""
+    sla_percentile: SlaPercentile = "p99"
+    """Statistic the TTFT/TPOT limits bound (MLPerf Server and Interactive: p99)."""
+    speculative_draft_tokens: int = Field(default=0, ge=0, le=16)
+    speculative_acceptance: float = Field(default=0.0, ge=0, lt=1)
     source: str = ""
     notes: str = ""
 
     def workload(self) -> Workload:
-        """The workload the measurement ran (limits treated as mean targets)."""
+        """The workload the measurement ran, its limits at ``sla_percentile``."""
         return Workload(
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
             ttft_ms=self.ttft_ms,
             tpot_ms=self.tpot_ms,
+            sla_percentile=self.sla_percentile,
+            speculative_draft_tokens=self.speculative_draft_tokens,
+            speculative_acceptance=self.speculative_acceptance,
         )
 
 
@@ -99,35 +130,58 @@ def _log_error(predicted: float | None, measured: float) -> float:
     return math.log(predicted / measured)
 
 
-def fit_family(points: Sequence[MeasuredPoint], resolve: Resolver) -> EfficiencyFactors:
-    """Fit η_F, η_B of one rack family to ``points`` (module docstring)."""
+def fit_family(
+    points: Sequence[MeasuredPoint],
+    resolve: Resolver,
+    prior: EfficiencyFactors | None = None,
+) -> EfficiencyFactors:
+    """Fit η_F, η_B and τ_layer of one rack family to ``points`` within ``FIT_BOUNDS``,
+    starting from and weakly pulled toward ``prior`` (module docstring). Returns the prior
+    with the three fitted values replaced."""
+    prior = prior or EfficiencyFactors(flops_fraction=0.55, bandwidth_fraction=0.71)
     resolved = [(resolve(p), p) for p in points]
+    names = list(FIT_BOUNDS)
+    start = np.array([_clip_to_bounds(name, getattr(prior, name)) for name in names])
 
-    def loss(eta: np.ndarray) -> float:
-        eta_f, eta_b = np.clip(eta, ETA_MIN, ETA_MAX)
-        factors = EfficiencyFactors(flops_fraction=float(eta_f), bandwidth_fraction=float(eta_b))
-        return sum(
+    def factors_at(theta: np.ndarray) -> EfficiencyFactors:
+        values = {n: float(np.clip(v, *FIT_BOUNDS[n])) for n, v in zip(names, theta, strict=True)}
+        return prior.model_copy(update=values)
+
+    def loss(theta: np.ndarray) -> float:
+        factors = factors_at(theta)
+        data = sum(
             _log_error(
                 predict_per_chip(rack, llm, p, factors), p.measured_output_tokens_per_s_per_chip
             )
             ** 2
             for (rack, llm), p in resolved
         )
+        penalty = sum(
+            ((t - s0) / PRIOR_SD[n]) ** 2 for n, t, s0 in zip(names, theta, start, strict=True)
+        )
+        return data + PRIOR_WEIGHT * penalty
 
-    grid = np.linspace(ETA_MIN + 0.05, ETA_MAX, GRID_STEPS)
-    best = min(((loss(np.array([f, b])), f, b) for f in grid for b in grid), key=lambda t: t[0])
     result = minimize(
-        loss, x0=np.array(best[1:]), method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-6}
+        loss,
+        x0=start,
+        method="Powell",
+        bounds=[FIT_BOUNDS[n] for n in names],
+        options={"xtol": 1e-3, "ftol": 1e-6, "maxfev": 600},
     )
-    eta_f, eta_b = np.clip(
-        result.x if result.fun <= best[0] else np.array(best[1:]), ETA_MIN, ETA_MAX
+    best = result.x if result.fun <= loss(start) else start
+    fitted = factors_at(best)
+    return fitted.model_copy(
+        update={
+            **{n: round(float(getattr(fitted, n)), 4) for n in names},
+            "source": f"fitted by rackplan calibrate to {len(points)} measured point(s)",
+            "confidence": "measured",
+        }
     )
-    return EfficiencyFactors(
-        flops_fraction=round(float(eta_f), 4),
-        bandwidth_fraction=round(float(eta_b), 4),
-        source=f"fitted by rackplan calibrate to {len(points)} measured point(s)",
-        confidence="measured",
-    )
+
+
+def _clip_to_bounds(name: str, value: float) -> float:
+    low, high = FIT_BOUNDS[name]
+    return min(max(value, low), high)
 
 
 def evaluate(

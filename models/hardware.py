@@ -37,14 +37,49 @@ class MemoryTier(Frozen):
 
 
 class EfficiencyFactors(Frozen):
-    """Achievable fractions of peak, per rack family (calibratable).
+    """What a serving engine achieves on a rack family, beyond the datasheet (calibratable).
 
-    ``flops_fraction`` (η_F) scales dense FLOP/s, ``bandwidth_fraction`` (η_B)
-    scales memory bandwidth. Both are dimensionless in (0, 1].
+    Fractions of peak (dimensionless, in (0, 1]):
+
+    - ``flops_fraction`` η_F scales dense FLOP/s (GEMMs and attention);
+    - ``bandwidth_fraction`` η_B scales memory bandwidth for weight streaming;
+    - ``attention_bandwidth_ratio`` κ: attention kernels stream the KV cache at κ·η_B of
+      peak (scattered paged blocks; BLIS fits a ~1.9× KV correction against ~1.4× for weights).
+
+    Fixed costs of a step (launches, synchronisation, sampling, scheduling), in µs:
+    ``step_overhead_us`` τ_step per step, ``layer_overhead_us`` τ_layer per layer per step,
+    ``request_overhead_us`` τ_req per sequence in the step. Zero by default: the pure
+    roofline. The shipped catalog carries calibrated values (docs/calibration.md).
+
+    Engine limits: ``max_batch_per_replica`` caps concurrent sequences per replica (a
+    serving engine's max_num_seqs / max_batch_size); ``max_tokens_per_step`` caps the tokens
+    one step processes (chunked-prefill budget); ``max_weight_share`` is the largest share of
+    a replica's usable memory the weights may take (deployments leave room for KV);
+    ``moe_imbalance`` ≥ 1 multiplies expert work and expert-parallel traffic (the busiest
+    expert sets the pace); ``activation_elements_per_layer`` sets the non-GEMM activation
+    traffic.
+
+    ``rate_error_low_pct`` / ``rate_error_high_pct``: the band of validation error, in %, on
+    points the factors were not fitted to (rates get ``low = rate·(1 − low%)``,
+    ``high = rate·(1 + high%)``).
     """
 
     flops_fraction: float = Field(gt=0, le=1)
     bandwidth_fraction: float = Field(gt=0, le=1)
+    attention_bandwidth_ratio: float = Field(default=1.0, gt=0, le=1)
+    step_overhead_us: float = Field(default=0.0, ge=0, le=100_000)
+    layer_overhead_us: float = Field(default=0.0, ge=0, le=10_000)
+    request_overhead_us: float = Field(default=0.0, ge=0, le=10_000)
+    max_batch_per_replica: int = Field(default=16_384, ge=1, le=1_000_000)
+    max_tokens_per_step: int = Field(default=1_000_000, ge=1, le=100_000_000)
+    max_weight_share: float = Field(default=1.0, gt=0, le=1)
+    moe_imbalance: float = Field(default=1.0, ge=1, le=4)
+    activation_elements_per_layer: float = Field(default=0.0, ge=0, le=64)
+    """c_act: d_model-sized 16-bit vectors the non-GEMM kernels move per token per layer
+    (norms, residuals, gated activation, RoPE, input quantisation); 0 = pure roofline,
+    16–20 in practice (fewer with kernel fusion)."""
+    rate_error_low_pct: float = Field(default=0.0, ge=0, lt=100)
+    rate_error_high_pct: float = Field(default=0.0, ge=0, le=1_000)
     source: str = ""
     confidence: Confidence = Confidence.assumption
     notes: str = ""

@@ -26,6 +26,7 @@ import pandas as pd
 
 from rackplan.models.base import Bound, Phase
 from rackplan.models.hardware import EfficiencyFactors, RackType
+from rackplan.models.latency import tpot_factor, ttft_factor
 from rackplan.models.llm import LLM
 from rackplan.models.roofline import (
     PassTimes,
@@ -36,7 +37,6 @@ from rackplan.models.roofline import (
     kv_handoff_bytes_per_request,
     min_chips_for_weights,
     prefill_pass,
-    queueing_factor,
     replica_hardware,
     weight_bytes_read,
     weight_bytes_total,
@@ -44,7 +44,8 @@ from rackplan.models.roofline import (
 from rackplan.models.workload import Precision, Workload
 
 MAX_DECODE_BATCH = 16384
-"""Largest decode batch per replica considered (serving engines cap concurrent sequences)."""
+"""Largest decode batch per replica ever considered; the engine's own cap
+(``EfficiencyFactors.max_batch_per_replica``) is usually far lower."""
 MAX_PREFILL_BATCH = 64
 """Largest number of prompts prefilled together per replica."""
 MAX_REPLICA_SIZES = 6
@@ -56,15 +57,19 @@ CAPACITY_BOUND_SHARE = 0.98
 """A point using at least this share of usable memory is labelled capacity-bound."""
 
 
-def replica_sizes(rack: RackType, llm: LLM, precision: Precision) -> list[int]:
-    """Candidate chips per replica: the smallest that hold the weights, then larger ones.
+def replica_sizes(
+    rack: RackType, llm: LLM, precision: Precision, max_weight_share: float = 1.0
+) -> list[int]:
+    """Candidate chips per replica: the smallest deployments practice allows, then larger ones.
 
-    Candidates at or above n_min = ⌈W / usable memory per chip⌉: powers of two up to the
+    n_min = ⌈W / (s·usable memory per chip)⌉ with s = ``max_weight_share``: deployments keep
+    the weights to a share s of memory so the KV cache has room (tensor parallelism grows
+    until it does). Candidates at or above n_min: powers of two up to the
     rack, the rack and its halves and quarters (C, C/2, C/4: trays of an NVL72), and, when
     n_min > C, one and two times the whole racks needed (at most MAX_RACKS_PER_REPLICA racks).
     The MAX_REPLICA_SIZES smallest are kept: bigger replicas only buy latency.
     """
-    n_min = min_chips_for_weights(rack, llm, precision)
+    n_min = min_chips_for_weights(rack, llm, precision, max_weight_share)
     per_rack = rack.chips_per_rack
     if n_min > per_rack:
         racks = math.ceil(n_min / per_rack)
@@ -241,6 +246,7 @@ class ReplicaSet:
     chips_used_share: np.ndarray
     """Share of the rack's chips inside replicas (the rest idle)."""
     hw: ReplicaHardware
+    efficiency: EfficiencyFactors
 
     @classmethod
     def build(
@@ -251,7 +257,9 @@ class ReplicaSet:
         workload: Workload,
         efficiency: EfficiencyFactors,
     ) -> ReplicaSet:
-        chips = np.array(replica_sizes(rack, llm, precision), dtype=float)
+        chips = np.array(
+            replica_sizes(rack, llm, precision, efficiency.max_weight_share), dtype=float
+        )
         racks = racks_per_replica(rack.chips_per_rack, chips)
         return cls(
             rack=rack,
@@ -262,6 +270,7 @@ class ReplicaSet:
             racks_per_replica=racks,
             chips_used_share=chips / (racks * rack.chips_per_rack),
             hw=replica_hardware(rack, chips, precision, efficiency),
+            efficiency=efficiency,
         )
 
     def __len__(self) -> int:
@@ -273,12 +282,42 @@ class ReplicaSet:
         return np.minimum(cap, np.maximum(0.0, np.floor(room / per_sequence)))
 
     def decode_batch_limits(self) -> np.ndarray:
-        """⌊(usable − W) / kv(ctx)⌋ per replica size, capped at MAX_DECODE_BATCH."""
-        return self._batch_limit(self.workload.mean_decode_context, MAX_DECODE_BATCH)
+        """⌊(usable − W) / kv(ctx)⌋ per replica size, capped by the engine: at most
+        ``max_batch_per_replica`` sequences and ``max_tokens_per_step`` tokens per step
+        (b·(d + 1) with d drafted tokens)."""
+        return self._batch_limit(self.workload.mean_decode_context, self._decode_cap())
+
+    def _decode_cap(self) -> int:
+        engine = self.efficiency
+        per_sequence = self.workload.speculative_draft_tokens + 1
+        by_tokens = max(1, engine.max_tokens_per_step // per_sequence)
+        return min(MAX_DECODE_BATCH, engine.max_batch_per_replica, by_tokens)
+
+    def aggregated_batch_limits(self) -> np.ndarray:
+        """Decode limits, further capped so that a step's decode tokens b·(d + 1) plus its
+        chunked-prefill tokens b·E·(1 − h)·L/O fit ``max_tokens_per_step``."""
+        from rackplan.models.roofline import speculative_tokens_per_step
+
+        workload = self.workload
+        per_sequence = (
+            workload.speculative_draft_tokens
+            + 1
+            + speculative_tokens_per_step(workload)
+            * workload.computed_input_tokens
+            / workload.output_tokens
+        )
+        by_tokens = max(1.0, np.floor(self.efficiency.max_tokens_per_step / per_sequence))
+        return np.minimum(self.decode_batch_limits(), by_tokens)
 
     def prefill_batch_limits(self) -> np.ndarray:
-        """⌊(usable − W) / kv(L)⌋ per replica size, capped at MAX_PREFILL_BATCH."""
-        return self._batch_limit(self.workload.input_tokens, MAX_PREFILL_BATCH)
+        """⌊(usable − W) / kv(L)⌋ per replica size, capped at MAX_PREFILL_BATCH prompts and at
+        ``max_tokens_per_step`` / ((1 − h)·L) (at least one prompt, chunked if longer)."""
+        by_tokens = self.efficiency.max_tokens_per_step // max(
+            1.0, self.workload.computed_input_tokens
+        )
+        return self._batch_limit(
+            self.workload.input_tokens, int(max(1, min(MAX_PREFILL_BATCH, by_tokens)))
+        )
 
     def decode_times(self, size: np.ndarray, batch: np.ndarray) -> PassTimes:
         return decode_step(self.hw.take(size), self.llm, self.precision, self.workload, batch)
@@ -299,7 +338,8 @@ class ReplicaSet:
             + decode_attention_flops_per_token(self.llm, ctx) / self.hw.attention_flops_per_s
         )
         kv_time = (
-            kv_bytes_per_sequence(self.llm, self.precision, ctx) / self.hw.bandwidth_bytes_per_s
+            kv_bytes_per_sequence(self.llm, self.precision, ctx)
+            / self.hw.attention_bandwidth_bytes_per_s
         )
         slope = per_token_compute - kv_time
         knee = np.full(len(self), np.inf)
@@ -349,15 +389,18 @@ class ReplicaSet:
         )
 
     def decode_points(self, size: np.ndarray, batch: np.ndarray) -> PointTable:
-        """Decode points: TPOT = t_step(b), tokens/s per replica = b / t_step(b)."""
+        """Decode points: tokens/s per replica = b·E / t_step(b) and TPOT = t_step(b)/E at the
+        SLA statistic (``latency.tpot_factor``); E = tokens accepted per step (1 without
+        speculative decoding)."""
         times = self.decode_times(size, batch)
         step = times.total_s
+        per_token = step / times.tokens_per_sequence
         return self._points(
             Phase.decode,
             size,
             times,
-            times.batch / step,
-            step,
+            times.batch / per_token,
+            per_token * tpot_factor(self.workload.sla_percentile),
             np.zeros_like(step),
             np.ones_like(step),
         )
@@ -365,8 +408,8 @@ class ReplicaSet:
     def prefill_points(self, size: np.ndarray, batch: np.ndarray) -> PointTable:
         """Prefill points for disaggregated serving (the KV leaves for a decode rack).
 
-        S = t_pass(b); hand-off t_h = b·kv((1−h)L) / (n·NIC); TTFT = S·q(ρ) + t_h, with q the
-        M/D/1 factor (``queueing_factor``). Prompt tokens/s per replica (cached tokens included,
+        S = t_pass(b); hand-off t_h = b·kv((1−h)L) / (n·NIC); TTFT = S·q + t_h, with q the
+        M/D/1 factor at the SLA statistic (``latency.ttft_factor``: mean or percentile). Prompt tokens/s per replica (cached tokens included,
         since demand counts them) = min(b·L/S, n·NIC·L/kv((1−h)L)): the NICs cap the request rate.
         """
         times = self.prefill_times(size, batch)
@@ -376,7 +419,7 @@ class ReplicaSet:
         )
         scaleout = self.hw.scaleout_bytes_per_s[size]
         handoff_s = times.batch * handoff_bytes / scaleout
-        ttft = service * queueing_factor(self.workload.max_utilisation) + handoff_s
+        ttft = service * ttft_factor(self.workload) + handoff_s
         compute_rate = times.batch * self.workload.input_tokens / service
         rate = np.minimum(compute_rate, scaleout * self.workload.input_tokens / handoff_bytes)
         return self._points(Phase.prefill, size, times, rate, ttft, handoff_s, rate / compute_rate)
@@ -385,13 +428,15 @@ class ReplicaSet:
         """TPOT (decode) or TTFT (prefill) in ms, as in ``decode_points`` / ``prefill_points``,
         without building the rest of the point (the SLA search calls this often)."""
         if phase is Phase.decode:
-            return self.decode_times(size, batch).total_s * 1e3
+            times = self.decode_times(size, batch)
+            per_token = times.total_s / times.tokens_per_sequence
+            return per_token * tpot_factor(self.workload.sla_percentile) * 1e3
         times = self.prefill_times(size, batch)
         handoff_bytes = max(
             kv_handoff_bytes_per_request(self.llm, self.precision, self.workload), 1.0
         )
         handoff_s = times.batch * handoff_bytes / self.hw.scaleout_bytes_per_s[size]
-        return (times.total_s * queueing_factor(self.workload.max_utilisation) + handoff_s) * 1e3
+        return (times.total_s * ttft_factor(self.workload) + handoff_s) * 1e3
 
     def evaluate(self, phase: Phase, size: np.ndarray, batch: np.ndarray) -> PointTable:
         if phase is Phase.decode:

@@ -13,10 +13,20 @@ its formula. Symbols (DESIGN §2):
 
 Modelling choices (each stated once here, and in the docstrings that use it):
 
-- A replica pools its chips: tensor/expert parallelism with perfect balance, so
-  FLOP/s, bandwidth and capacity add up across chips. The price of pooling is the
-  communication term ``t_comm`` (two all-reduces per layer), added *without*
-  overlap — conservative.
+- A step is a *sum of operator groups*, each with its own roofline, because GEMMs,
+  attention, elementwise kernels and collectives run one after another:
+
+      t = max(GEMM FLOPs / F, W_read / B)            GEMMs (MoE: touched experts)
+        + max(attn FLOPs / F, KV bytes / (κ·B))      attention
+        + T·layers·c_act·d_model·2 / B                activation traffic (norms, residuals, quant)
+        + t_comm                                      TP all-reduce / EP all-to-all, 16-bit
+        + τ_step + layers·τ_layer + b·τ_req           fixed costs
+
+  so it is never shorter than the single max(compute, memory) roofline.
+- A replica pools its chips: tensor parallelism (expert parallelism for MoE experts), so
+  FLOP/s, bandwidth and capacity add up across chips. The price of pooling is ``t_comm``,
+  added *without* overlap, with activations reduced in 16 bits whatever the weight
+  precision (engines reduce in bf16).
 - ``MEMORY_RESERVE_FRACTION`` of the serving memory is kept free for activations,
   CUDA graphs / compiled programs and allocator fragmentation.
 - A collective that leaves the scale-up domain runs over the scale-out network at
@@ -26,7 +36,7 @@ Modelling choices (each stated once here, and in the docstrings that use it):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -40,6 +50,10 @@ compiled graphs, fragmentation). vLLM's default gpu_memory_utilization is 0.9.""
 
 COLLECTIVES_PER_LAYER = 2
 """Tensor-parallel all-reduces per transformer layer (after attention, after the MLP)."""
+
+COLLECTIVE_BYTES_PER_ELEMENT = 2.0
+"""Bytes per activation element in collectives: 16-bit (bf16) even with fp8/fp4 weights
+(TensorRT-LLM and vLLM all-reduce in the activation dtype, bf16)."""
 
 CROSS_DOMAIN_LATENCY_US = 10.0
 """Extra latency of a collective that crosses the scale-out network, µs (assumption:
@@ -68,6 +82,13 @@ class ReplicaHardware:
     collective_latency_s: np.ndarray
     scaleout_bytes_per_s: np.ndarray
     """Whole-replica scale-out bandwidth (chips × per-chip NIC), for the KV hand-off."""
+    attention_bandwidth_bytes_per_s: np.ndarray
+    """κ·B: bandwidth attention kernels reach streaming the KV cache."""
+    step_overhead_s: np.ndarray
+    layer_overhead_s: np.ndarray
+    request_overhead_s: np.ndarray
+    moe_imbalance: np.ndarray
+    activation_elements_per_layer: np.ndarray
 
     def take(self, index: np.ndarray) -> ReplicaHardware:
         """The hardware of replica ``index[i]`` for each i (aligns replicas with points)."""
@@ -99,18 +120,23 @@ def replica_hardware(
         min(rack.scaleup_bw_gb_s_per_chip, rack.scaleout_bw_gb_s_per_chip),
     )
     latency_us = rack.scaleup_latency_us + np.where(within_domain, 0.0, CROSS_DOMAIN_LATENCY_US)
+    bandwidth = chips * memory.bandwidth_tb_s_per_chip * TERA * efficiency.bandwidth_fraction
+    ones = np.ones_like(chips)
     return ReplicaHardware(
         chips=chips,
         linear_flops_per_s=chips * linear_tflops * TERA * efficiency.flops_fraction,
         attention_flops_per_s=chips * attention_tflops * TERA * efficiency.flops_fraction,
-        bandwidth_bytes_per_s=chips
-        * memory.bandwidth_tb_s_per_chip
-        * TERA
-        * efficiency.bandwidth_fraction,
+        bandwidth_bytes_per_s=bandwidth,
         capacity_bytes=chips * memory.capacity_gb_per_chip * GB * (1 - MEMORY_RESERVE_FRACTION),
         link_bytes_per_s=link_gb_s * GB,
         collective_latency_s=latency_us * 1e-6,
         scaleout_bytes_per_s=chips * rack.scaleout_bw_gb_s_per_chip * GB,
+        attention_bandwidth_bytes_per_s=bandwidth * efficiency.attention_bandwidth_ratio,
+        step_overhead_s=ones * efficiency.step_overhead_us * 1e-6,
+        layer_overhead_s=ones * efficiency.layer_overhead_us * 1e-6,
+        request_overhead_s=ones * efficiency.request_overhead_us * 1e-6,
+        moe_imbalance=ones * efficiency.moe_imbalance,
+        activation_elements_per_layer=ones * efficiency.activation_elements_per_layer,
     )
 
 
@@ -200,39 +226,173 @@ def weight_bytes_read(llm: LLM, precision: Precision, tokens: np.ndarray | float
 def collective_time_s(
     hw: ReplicaHardware, llm: LLM, precision: Precision, tokens: np.ndarray | float
 ) -> np.ndarray:
-    """Communication time of one forward pass of ``tokens`` tokens on a multi-chip replica.
+    """Communication time of one forward pass of ``tokens`` tokens (T) on an n-chip replica.
 
-    t_comm = layers · 2 · (α + 2·(n − 1)/n · tokens·d_model·b_a / link), a ring all-reduce
-    of the activations twice per layer; 0 for a single chip.
+    Dense: two ring all-reduces per layer (after attention, after the MLP):
+        layers · 2 · (α + 2·(n − 1)/n · T·d_model·2 / link)
+    MoE (expert parallel): one all-reduce after attention plus a dispatch and a combine
+    all-to-all per layer, each chip sending its k routed copies of its T/n tokens to the
+    other chips, slowed by the load imbalance ι:
+        layers · [(α + 2·(n − 1)/n · T·d·2 / link) + 2·(α + ι·k·T·d·2·(n − 1)/n² / link)]
+    Activations travel in 16 bits (``COLLECTIVE_BYTES_PER_ELEMENT``); 0 for a single chip.
+    ``precision`` is accepted for symmetry with the other terms: engines reduce in bf16
+    whatever the weights.
+    """
+    del precision
+    tokens = np.asarray(tokens, dtype=float)
+    n = hw.chips
+    message_bytes = tokens * llm.d_model * COLLECTIVE_BYTES_PER_ELEMENT
+    all_reduce = hw.collective_latency_s + 2.0 * (n - 1) / n * message_bytes / hw.link_bytes_per_s
+    if llm.is_moe:
+        a2a_bytes = hw.moe_imbalance * llm.experts_routed * message_bytes * (n - 1) / n**2
+        all_to_all = hw.collective_latency_s + a2a_bytes / hw.link_bytes_per_s
+        per_layer = all_reduce + 2.0 * all_to_all
+    else:
+        per_layer = COLLECTIVES_PER_LAYER * all_reduce
+    return np.where(n > 1, llm.layers * per_layer, 0.0)
+
+
+def activation_traffic_s(hw: ReplicaHardware, llm: LLM, tokens: np.ndarray | float) -> np.ndarray:
+    """Non-GEMM activation traffic of ``tokens`` tokens: T·layers·c_act·d_model·2 / B
+    (c_act: ``EfficiencyFactors.activation_elements_per_layer``).
+
+    Elementwise kernels (norms, residuals, activation function, RoPE, quantisation) are
+    memory-bound; at FP4 the GEMMs are fast enough that this traffic shows.
     """
     tokens = np.asarray(tokens, dtype=float)
-    message_bytes = tokens * llm.d_model * precision.activation_bytes
-    ring = 2.0 * (hw.chips - 1) / hw.chips * message_bytes / hw.link_bytes_per_s
-    per_pass = llm.layers * COLLECTIVES_PER_LAYER * (hw.collective_latency_s + ring)
-    return np.where(hw.chips > 1, per_pass, 0.0)
+    elements = tokens * llm.layers * hw.activation_elements_per_layer * llm.d_model
+    return elements * COLLECTIVE_BYTES_PER_ELEMENT / hw.bandwidth_bytes_per_s
+
+
+def fixed_overhead_s(
+    hw: ReplicaHardware, llm: LLM, sequences: np.ndarray | float
+) -> np.ndarray:
+    """Fixed costs of one step: τ_step + layers·τ_layer + b·τ_req (b sequences in the step)."""
+    sequences = np.asarray(sequences, dtype=float)
+    return (
+        hw.step_overhead_s + llm.layers * hw.layer_overhead_s + sequences * hw.request_overhead_s
+    )
+
+
+def gemm_flops(llm: LLM, hw: ReplicaHardware, tokens: np.ndarray) -> np.ndarray:
+    """Linear-layer FLOPs of ``tokens`` tokens: 2·T·(N_act − N_exp·k/E + ι·N_exp·k/E).
+
+    The routed-expert share of the active weights is slowed by the load imbalance ι (the
+    busiest expert sets the pace); dense models: 2·T·N_act.
+    """
+    routed_active_b = llm.expert_params_b * llm.routed_fraction
+    effective_b = llm.params_active_b + (hw.moe_imbalance - 1.0) * routed_active_b
+    return 2.0 * tokens * effective_b * 1e9
 
 
 @dataclass(frozen=True)
 class PassTimes:
     """Time terms of one forward pass, seconds, one entry per batch size.
 
-    total = max(compute, memory) + communication.
+    total = max(gemm_compute, gemm_memory) + max(attention_compute, attention_memory)
+            + activation + communication + overhead
     """
 
     batch: np.ndarray
-    compute_s: np.ndarray
-    memory_s: np.ndarray
+    gemm_compute_s: np.ndarray
+    gemm_memory_s: np.ndarray
+    attention_compute_s: np.ndarray
+    attention_memory_s: np.ndarray
+    activation_s: np.ndarray
     communication_s: np.ndarray
+    overhead_s: np.ndarray
     memory_used_bytes: np.ndarray
+    tokens_per_sequence: np.ndarray | float = 1.0
+    """Output tokens each sequence gains per step (speculative decoding: > 1)."""
+
+    @property
+    def compute_s(self) -> np.ndarray:
+        """FLOP time of the pass: GEMMs plus attention."""
+        return self.gemm_compute_s + self.attention_compute_s
+
+    @property
+    def memory_s(self) -> np.ndarray:
+        """Memory-streaming time: weights, KV cache and activation traffic."""
+        return self.gemm_memory_s + self.attention_memory_s + self.activation_s
+
+    @property
+    def busy_s(self) -> np.ndarray:
+        """Time the chips compute or stream memory: the operator rooflines and activations."""
+        return (
+            np.maximum(self.gemm_compute_s, self.gemm_memory_s)
+            + np.maximum(self.attention_compute_s, self.attention_memory_s)
+            + self.activation_s
+        )
 
     @property
     def total_s(self) -> np.ndarray:
-        return np.maximum(self.compute_s, self.memory_s) + self.communication_s
+        return self.busy_s + self.communication_s + self.overhead_s
 
     @property
     def busy_fraction(self) -> np.ndarray:
-        """Share of the pass the chips compute or stream memory (not waiting on the fabric)."""
-        return np.maximum(self.compute_s, self.memory_s) / self.total_s
+        """Share of the pass the chips compute or stream memory (not waiting on the fabric or
+        on fixed costs)."""
+        return self.busy_s / self.total_s
+
+
+def _pass(
+    hw: ReplicaHardware,
+    llm: LLM,
+    precision: Precision,
+    *,
+    batch: np.ndarray,
+    tokens: np.ndarray,
+    sequences: np.ndarray,
+    attention_flops: np.ndarray,
+    kv_bytes_moved: np.ndarray,
+    memory_used_bytes: np.ndarray,
+    tokens_per_sequence: np.ndarray | float = 1.0,
+) -> PassTimes:
+    """Assemble the operator groups of one pass of ``tokens`` tokens over ``sequences``."""
+    return PassTimes(
+        batch=batch,
+        gemm_compute_s=gemm_flops(llm, hw, tokens) / hw.linear_flops_per_s,
+        gemm_memory_s=weight_bytes_read(llm, precision, tokens) / hw.bandwidth_bytes_per_s,
+        attention_compute_s=attention_flops / hw.attention_flops_per_s,
+        attention_memory_s=kv_bytes_moved / hw.attention_bandwidth_bytes_per_s,
+        activation_s=activation_traffic_s(hw, llm, tokens),
+        communication_s=collective_time_s(hw, llm, precision, tokens),
+        overhead_s=fixed_overhead_s(hw, llm, sequences),
+        memory_used_bytes=memory_used_bytes,
+        tokens_per_sequence=tokens_per_sequence,
+    )
+
+
+def speculative_tokens_per_step(workload: Workload) -> float:
+    """E[tokens accepted per verification step] with d drafted tokens of acceptance α each:
+
+    E = (1 − α^(d+1)) / (1 − α)   (Leviathan et al. 2023; 1 without speculation).
+    """
+    draft, alpha = workload.speculative_draft_tokens, workload.speculative_acceptance
+    if draft == 0:
+        return 1.0
+    return (1.0 - alpha ** (draft + 1)) / (1.0 - alpha)
+
+
+def draft_overhead_s(
+    hw: ReplicaHardware, llm: LLM, precision: Precision, workload: Workload, batch: np.ndarray
+) -> np.ndarray:
+    """Time to draft d tokens per sequence with a one-layer head (MTP / EAGLE style).
+
+    Each draft token is one sequential pass of one transformer layer over the batch:
+    d·(τ_step + τ_layer + max(2·b·N_act/layers / F, W/layers / B)). 0 without speculation.
+    """
+    draft = workload.speculative_draft_tokens
+    if draft == 0:
+        return np.zeros_like(np.asarray(batch, dtype=float))
+    per_layer_compute = gemm_flops(llm, hw, batch) / llm.layers / hw.linear_flops_per_s
+    per_layer_memory = (
+        weight_bytes_read(llm, precision, batch) / llm.layers / hw.bandwidth_bytes_per_s
+    )
+    one_pass = (
+        hw.step_overhead_s + hw.layer_overhead_s + np.maximum(per_layer_compute, per_layer_memory)
+    )
+    return draft * one_pass
 
 
 def decode_step(
@@ -240,25 +400,46 @@ def decode_step(
 ) -> PassTimes:
     """One decode step for ``b`` sequences at mean context ctx = L + O/2.
 
-    t_compute = b·(2·N_act/F_lin + attn(ctx)/F_attn)   (attn: decode_attention_flops_per_token)
-    bytes     = W_read(b) + b·kv(ctx)
-    t_memory  = bytes / B
-    t_step    = max(t_compute, t_memory) + t_comm(b);   TPOT = t_step;  tokens/s = b / t_step
-    memory    = W + b·kv(ctx)   (must fit the replica's usable capacity)
+    With speculation (d drafted tokens, E accepted on average) each sequence verifies d + 1
+    tokens: T = b·(d + 1); the KV cache is read once per sequence.
+
+    GEMMs      max(2·T·N_act / F, W_read(T) / B)
+    attention  max(T·attn(ctx) / F, b·kv(ctx) / (κ·B))
+    plus activation traffic, t_comm(T), τ_step + layers·τ_layer + b·τ_req and the draft passes.
+    TPOT = t_step / E;  tokens/s = b·E / t_step;  memory = W + b·kv(ctx) ≤ usable capacity.
     """
     batch = np.asarray(batch, dtype=float)
     ctx = workload.mean_decode_context
     kv_seq = kv_bytes_per_sequence(llm, precision, ctx)
-    linear = batch * 2.0 * llm.params_active_b * 1e9 / hw.linear_flops_per_s
-    attention = batch * decode_attention_flops_per_token(llm, ctx) / hw.attention_flops_per_s
-    bytes_read = weight_bytes_read(llm, precision, batch) + batch * kv_seq
-    return PassTimes(
+    tokens = batch * (workload.speculative_draft_tokens + 1)
+    times = _pass(
+        hw,
+        llm,
+        precision,
         batch=batch,
-        compute_s=linear + attention,
-        memory_s=bytes_read / hw.bandwidth_bytes_per_s,
-        communication_s=collective_time_s(hw, llm, precision, batch),
+        tokens=tokens,
+        sequences=batch,
+        attention_flops=tokens * decode_attention_flops_per_token(llm, ctx),
+        kv_bytes_moved=batch * kv_seq,
         memory_used_bytes=weight_bytes_total(llm, precision) + batch * kv_seq,
+        tokens_per_sequence=speculative_tokens_per_step(workload),
     )
+    return _with_draft(times, hw, llm, precision, workload, batch)
+
+
+def _with_draft(
+    times: PassTimes,
+    hw: ReplicaHardware,
+    llm: LLM,
+    precision: Precision,
+    workload: Workload,
+    batch: np.ndarray,
+) -> PassTimes:
+    """Add the draft passes of speculative decoding to a step's fixed costs."""
+    if workload.speculative_draft_tokens == 0:
+        return times
+    extra = draft_overhead_s(hw, llm, precision, workload, batch)
+    return replace(times, overhead_s=times.overhead_s + extra)
 
 
 def prefill_pass(
@@ -266,28 +447,26 @@ def prefill_pass(
 ) -> PassTimes:
     """Prefill of ``b`` prompts together; only the (1 − h)·L uncached tokens are computed.
 
-    T         = b·(1 − h)·L new tokens
-    t_compute = T·2·N_act/F_lin + b·attn_prefill(L, h·L)/F_attn
-    bytes     = W_read(T) + b·kv(L)        (weights read once; the prompt's KV written once)
-    t_pass    = max(t_compute, bytes/B) + t_comm(T)
-    memory    = W + b·kv(L)
+    T          = b·(1 − h)·L new tokens
+    GEMMs      max(2·T·N_act / F, W_read(T) / B)
+    attention  max(b·attn_prefill(L, h·L) / F, b·kv(L) / (κ·B))   (the prompt's KV written once)
+    plus activation traffic, t_comm(T) and τ_step + layers·τ_layer + b·τ_req.
+    memory     W + b·kv(L)
     """
     batch = np.asarray(batch, dtype=float)
     new_tokens = workload.computed_input_tokens
     cached = workload.input_tokens - new_tokens
-    tokens = batch * new_tokens
-    attention = prefill_attention_flops_per_prompt(llm, workload.input_tokens, cached)
     kv_prompt = kv_bytes_per_sequence(llm, precision, workload.input_tokens)
-    compute = (
-        tokens * 2.0 * llm.params_active_b * 1e9 / hw.linear_flops_per_s
-        + batch * attention / hw.attention_flops_per_s
-    )
-    bytes_moved = weight_bytes_read(llm, precision, tokens) + batch * kv_prompt
-    return PassTimes(
+    return _pass(
+        hw,
+        llm,
+        precision,
         batch=batch,
-        compute_s=compute,
-        memory_s=bytes_moved / hw.bandwidth_bytes_per_s,
-        communication_s=collective_time_s(hw, llm, precision, tokens),
+        tokens=batch * new_tokens,
+        sequences=batch,
+        attention_flops=batch
+        * prefill_attention_flops_per_prompt(llm, workload.input_tokens, cached),
+        kv_bytes_moved=batch * kv_prompt,
         memory_used_bytes=weight_bytes_total(llm, precision) + batch * kv_prompt,
     )
 
@@ -295,50 +474,47 @@ def prefill_pass(
 def aggregated_step(
     hw: ReplicaHardware, llm: LLM, precision: Precision, workload: Workload, batch: np.ndarray
 ) -> PassTimes:
-    """One step of aggregated serving: ``b`` decode tokens plus piggy-backed (chunked) prefill.
+    """One step of aggregated serving: ``b`` decode sequences plus piggy-backed (chunked) prefill.
 
-    In steady state b running sequences finish b/O requests per step, so each step must also
-    prefill p = b·(1 − h)·L/O prompt tokens of the requests replacing them (Sarathi-style
-    chunked prefill). This *prefill interference* lengthens every step and so the TPOT:
+    In steady state b running sequences finish b·E/O requests per step (E tokens per sequence
+    per step, 1 without speculation), so each step also prefills p = (b·E/O)·(1 − h)·L prompt
+    tokens of the requests replacing them (Sarathi-style chunked prefill). This *prefill
+    interference* lengthens every step and so the TPOT:
 
-    t_compute = (b + p)·2·N_act/F_lin + (b·attn(ctx) + (b/O)·attn_prefill(L, h·L))/F_attn
-    bytes     = W_read(b + p) + b·kv(ctx) + (b/O)·kv(L)
-    t_step    = max(t_compute, bytes/B) + t_comm(b + p);   TPOT = t_step
+    T          = b·(d + 1) + p
+    GEMMs      max(2·T·N_act / F, W_read(T) / B)
+    attention  max((b·(d+1)·attn(ctx) + (b·E/O)·attn_prefill(L, h·L)) / F,
+                   (b·kv(ctx) + (b·E/O)·kv(L)) / (κ·B))
+    plus activation traffic, t_comm(T), τ_step + layers·τ_layer + (b + b·E/O)·τ_req and the
+    draft passes.  TPOT = t_step / E.
     """
     batch = np.asarray(batch, dtype=float)
     ctx = workload.mean_decode_context
-    new_prompts = batch / workload.output_tokens
-    prefill_tokens = new_prompts * workload.computed_input_tokens
-    tokens = batch + prefill_tokens
+    accepted = speculative_tokens_per_step(workload)
+    new_prompts = batch * accepted / workload.output_tokens
+    decode_tokens = batch * (workload.speculative_draft_tokens + 1)
+    tokens = decode_tokens + new_prompts * workload.computed_input_tokens
     cached = workload.input_tokens - workload.computed_input_tokens
-    attention = batch * decode_attention_flops_per_token(
+    attention = decode_tokens * decode_attention_flops_per_token(
         llm, ctx
     ) + new_prompts * prefill_attention_flops_per_prompt(llm, workload.input_tokens, cached)
     kv_seq = kv_bytes_per_sequence(llm, precision, ctx)
-    bytes_moved = (
-        weight_bytes_read(llm, precision, tokens)
-        + batch * kv_seq
-        + new_prompts * kv_bytes_per_sequence(llm, precision, workload.input_tokens)
+    kv_moved = batch * kv_seq + new_prompts * kv_bytes_per_sequence(
+        llm, precision, workload.input_tokens
     )
-    return PassTimes(
+    times = _pass(
+        hw,
+        llm,
+        precision,
         batch=batch,
-        compute_s=tokens * 2.0 * llm.params_active_b * 1e9 / hw.linear_flops_per_s
-        + attention / hw.attention_flops_per_s,
-        memory_s=bytes_moved / hw.bandwidth_bytes_per_s,
-        communication_s=collective_time_s(hw, llm, precision, tokens),
+        tokens=tokens,
+        sequences=batch + new_prompts,
+        attention_flops=attention,
+        kv_bytes_moved=kv_moved,
         memory_used_bytes=weight_bytes_total(llm, precision) + batch * kv_seq,
+        tokens_per_sequence=accepted,
     )
-
-
-def queueing_factor(utilisation: float) -> float:
-    """Mean sojourn time / service time of an M/D/1 queue at utilisation ρ.
-
-    Poisson arrivals, deterministic service S: mean wait W_q = ρ·S / (2·(1 − ρ)), so
-    TTFT = S·(1 + ρ / (2·(1 − ρ))). At ρ = 0.8 this is 3·S; at ρ = 0.5, 1.5·S.
-    """
-    if not 0 <= utilisation < 1:
-        raise ValueError("utilisation must be in [0, 1)")
-    return 1.0 + utilisation / (2.0 * (1.0 - utilisation))
+    return _with_draft(times, hw, llm, precision, workload, batch)
 
 
 def kv_handoff_bytes_per_request(llm: LLM, precision: Precision, workload: Workload) -> float:
@@ -350,7 +526,12 @@ def kv_handoff_bytes_per_request(llm: LLM, precision: Precision, workload: Workl
     return float(kv_bytes_per_sequence(llm, precision, workload.computed_input_tokens))
 
 
-def min_chips_for_weights(rack: RackType, llm: LLM, precision: Precision) -> int:
-    """Smallest chip count whose usable memory holds all weights: ⌈W / (M·(1 − reserve))⌉."""
+def min_chips_for_weights(
+    rack: RackType, llm: LLM, precision: Precision, max_weight_share: float = 1.0
+) -> int:
+    """Smallest chip count whose usable memory holds the weights within a share s of it:
+    ⌈W / (s·M·(1 − reserve))⌉ (s = 1: all weights fit; a relative tolerance of 1e-9 keeps an
+    exact fit from rounding up)."""
     per_chip = rack.serving_memory.capacity_gb_per_chip * GB * (1 - MEMORY_RESERVE_FRACTION)
-    return max(1, math.ceil(weight_bytes_total(llm, precision) / per_chip))
+    ratio = weight_bytes_total(llm, precision) / (per_chip * max_weight_share)
+    return max(1, math.ceil(ratio * (1 - 1e-9)))

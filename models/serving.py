@@ -23,9 +23,10 @@ import numpy as np
 
 from rackplan.models.base import Phase
 from rackplan.models.hardware import EfficiencyFactors, RackType
+from rackplan.models.latency import tpot_factor, ttft_factor
 from rackplan.models.llm import LLM
 from rackplan.models.operating_points import ReplicaSet, largest_feasible
-from rackplan.models.roofline import aggregated_step, queueing_factor
+from rackplan.models.roofline import aggregated_step
 from rackplan.models.workload import Precision, Workload
 
 
@@ -120,17 +121,22 @@ def aggregated_rates(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(output tokens/s per rack, TPOT ms, TTFT ms) of aggregated serving at (size, batch).
 
-    TPOT = t_step(b) of ``aggregated_step``; TTFT = max(1, O/b)·t_step(b)·q(ρ).
+    With E tokens accepted per sequence per step (1 without speculative decoding):
+    TPOT = t_step(b)/E of ``aggregated_step``; a new prompt is spread over O/(b·E) steps, so
+    TTFT = max(1, O/(b·E))·t_step(b)·q; rate = b·E/t_step. TPOT and TTFT are at the SLA
+    statistic (``latency.tpot_factor``, ``latency.ttft_factor``).
     """
     workload = replicas.workload
     times = aggregated_step(
         replicas.hw.take(size), replicas.llm, replicas.precision, workload, batch
     )
     step = times.total_s
-    steps_per_prompt = np.maximum(1.0, workload.output_tokens / times.batch)
-    ttft = steps_per_prompt * step * queueing_factor(workload.max_utilisation)
-    rate = times.batch / step / replicas.racks_per_replica[size]
-    return rate, step * 1e3, ttft * 1e3
+    tokens_per_step = times.batch * times.tokens_per_sequence
+    steps_per_prompt = np.maximum(1.0, workload.output_tokens / tokens_per_step)
+    ttft = steps_per_prompt * step * ttft_factor(workload)
+    tpot = step / times.tokens_per_sequence * tpot_factor(workload.sla_percentile)
+    rate = tokens_per_step / step / replicas.racks_per_replica[size]
+    return rate, tpot * 1e3, ttft * 1e3
 
 
 def aggregated_sla_points(replicas: ReplicaSet) -> list[dict]:
@@ -142,7 +148,7 @@ def aggregated_sla_points(replicas: ReplicaSet) -> list[dict]:
     output_tokens_per_s_per_rack, tpot_ms, ttft_ms, power_kw.
     """
     workload = replicas.workload
-    limits = replicas.decode_batch_limits()
+    limits = replicas.aggregated_batch_limits()
     if len(replicas) == 0:
         return []
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rackplan.models.base import Frozen
 from rackplan.models.hardware import ComputePrecision
 
 PrecisionName = Literal["fp4", "fp8", "bf16"]
+SlaPercentile = Literal["mean", "p50", "p90", "p95", "p99"]
 
 
 class Precision(Frozen):
@@ -67,11 +68,24 @@ class Workload(Frozen):
     prefix_hit_rate: float = Field(default=0.0, ge=0, lt=1)
     """h: share of prompt tokens found in the prefix cache (not recomputed)."""
     ttft_ms: float | None = Field(default=None, gt=0)
-    """Mean time-to-first-token target, ms (None: no target)."""
+    """Time-to-first-token target at ``sla_percentile``, ms (None: no target)."""
     tpot_ms: float | None = Field(default=None, gt=0)
-    """Mean time-per-output-token target, ms (None: no target)."""
+    """Time-per-output-token target at ``sla_percentile``, ms (None: no target)."""
+    sla_percentile: SlaPercentile = "mean"
+    """Which statistic the TTFT/TPOT targets bound: the mean, or a percentile (p50 … p99).
+    The model computes means and converts (``models.latency``)."""
     max_utilisation: float = Field(default=0.8, gt=0, lt=1)
     """ρ: the busiest a server may run; sets the queueing delay in TTFT."""
+    speculative_draft_tokens: int = Field(default=0, ge=0, le=16)
+    """d: tokens drafted per step by speculative decoding / MTP (0: off)."""
+    speculative_acceptance: float = Field(default=0.0, ge=0, lt=1)
+    """α: probability each drafted token is accepted (needs d > 0)."""
+
+    @model_validator(mode="after")
+    def _check_speculation(self) -> Workload:
+        if self.speculative_acceptance > 0 and self.speculative_draft_tokens == 0:
+            raise ValueError("speculative_acceptance needs speculative_draft_tokens > 0")
+        return self
 
     @property
     def computed_input_tokens(self) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -103,7 +105,7 @@ def calibrate(
         family_points = [
             p for p in points if p.rack in fit_racks and catalog.rack(p.rack).family == family
         ]
-        factors[family] = fit_family(family_points, resolve)
+        factors[family] = fit_family(family_points, resolve, catalog.efficiency.get(family))
     errors = evaluate(points, resolve, lambda rack: factors[rack.family], fit_racks)
     return CalibrationReport({f: factors[f] for f in families}, errors)
 
@@ -119,11 +121,12 @@ def validate(catalog: Catalog, points: Sequence[MeasuredPoint], source: str) -> 
 
 
 def efficiency_csv(factors: dict[str, EfficiencyFactors]) -> str:
-    """Factors as an efficiency.csv text (usable with ``--efficiency``)."""
-    lines = ["family,flops_fraction,bandwidth_fraction,source,confidence,notes"]
+    """Factors as an efficiency.csv text (every column; usable with ``--efficiency``)."""
+    columns = ["family", *EfficiencyFactors.model_fields]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
     for family, f in sorted(factors.items()):
-        source = f.source.replace('"', "'")
-        lines.append(
-            f'{family},{f.flops_fraction},{f.bandwidth_fraction},"{source}",{f.confidence},'
-        )
-    return "\n".join(lines) + "\n"
+        values = f.model_dump(mode="json")
+        writer.writerow([family, *(values[name] for name in columns[1:])])
+    return buffer.getvalue()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rackplan.models.calibration import (
+    FIT_BOUNDS,
     MeasuredPoint,
     evaluate,
     fit_family,
@@ -13,7 +14,22 @@ from rackplan.models.calibration import (
 )
 from rackplan.models.hardware import EfficiencyFactors
 
-TRUE_FACTORS = EfficiencyFactors(flops_fraction=0.45, bandwidth_fraction=0.7)
+PRIOR = EfficiencyFactors(
+    flops_fraction=0.55,
+    bandwidth_fraction=0.71,
+    attention_bandwidth_ratio=0.75,
+    step_overhead_us=126,
+    layer_overhead_us=12,
+    request_overhead_us=4,
+    max_batch_per_replica=2048,
+    max_tokens_per_step=8192,
+    max_weight_share=0.5,
+    moe_imbalance=1.3,
+    activation_elements_per_layer=16,
+)
+TRUE_FACTORS = PRIOR.model_copy(
+    update={"flops_fraction": 0.45, "bandwidth_fraction": 0.8, "layer_overhead_us": 20.0}
+)
 
 
 def _synthetic_points(catalog) -> list[MeasuredPoint]:
@@ -23,6 +39,7 @@ def _synthetic_points(catalog) -> list[MeasuredPoint]:
         ("llama-2-70b", 600, 300, 450, 40),
         ("mixtral-8x7b", 2000, 200, None, 20),
         ("llama-3.1-8b", 4000, 500, 1000, 15),
+        ("llama-2-70b", 600, 300, 1000, 12),
     ]
     points = []
     for llm_id, inp, outp, ttft, tpot in shapes:
@@ -48,12 +65,41 @@ def test_fit_recovers_known_factors(catalog):
     def resolve(point):
         return catalog.rack(point.rack), catalog.llm(point.llm)
 
-    fitted = fit_family(points, resolve)
+    fitted = fit_family(points, resolve, PRIOR)
     errors = evaluate(points, resolve, lambda rack: fitted)
-    assert median_abs_error_pct(errors) < 1.0
+    assert median_abs_error_pct(errors) < 3.0
+    # η_F is identified; η_B and τ_layer both set small-batch step time, so the data pin
+    # their combination rather than each (docs/calibration.md): check the fit reproduces the
+    # points and stays in bounds rather than each value.
     assert fitted.flops_fraction == pytest.approx(0.45, abs=0.05)
-    assert fitted.bandwidth_fraction == pytest.approx(0.7, abs=0.1)
+    for name, (low, high) in FIT_BOUNDS.items():
+        assert low <= getattr(fitted, name) <= high
     assert fitted.confidence == "measured"
+    # the parameters not fitted keep the prior's values
+    assert fitted.step_overhead_us == PRIOR.step_overhead_us
+    assert fitted.max_batch_per_replica == PRIOR.max_batch_per_replica
+
+
+@pytest.mark.parametrize("scale", [0.2, 5.0])
+def test_fit_stays_within_physical_bounds(catalog, scale):
+    """Measurements far below or above anything plausible pull the factors to their bounds,
+    never past them."""
+    points = [
+        p.model_copy(
+            update={
+                "measured_output_tokens_per_s_per_chip": p.measured_output_tokens_per_s_per_chip
+                * scale
+            }
+        )
+        for p in _synthetic_points(catalog)[:2]
+    ]
+
+    def resolve(point):
+        return catalog.rack(point.rack), catalog.llm(point.llm)
+
+    fitted = fit_family(points, resolve, PRIOR)
+    for name, (low, high) in FIT_BOUNDS.items():
+        assert low <= getattr(fitted, name) <= high, name
 
 
 def test_error_percent_is_signed_relative_to_measured(catalog):

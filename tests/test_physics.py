@@ -56,7 +56,10 @@ def test_prefill_is_compute_bound_at_long_prompts(catalog, rack_id, llm_id):
         rack, llm, PRECISIONS["fp8"], long_prompt, catalog.efficiency_for(rack)
     )
     times = replicas.prefill_times(np.arange(len(replicas)), np.ones(len(replicas)))
-    assert (times.compute_s > 3 * times.memory_s).all()
+    # GDDR7 Rubin CPX streams the non-GEMM activation traffic at a quarter of an HBM rack's
+    # bandwidth, so its margin is smaller; compute still sets the pace.
+    margin = 1.2 if rack.serving_memory.kind == "GDDR" else 3.0
+    assert (times.compute_s > margin * times.memory_s).all()
 
 
 def _crossover_batch(rack, llm, precision) -> float:
@@ -155,15 +158,17 @@ def test_known_answer_moe_mixtral_on_h100(catalog):
     Experts: N_exp = (46.7 − 12.88)/(1 − 2/8) = 45.0933e9; one token touches 2/8 of them, so
     bytes read = 2·(46.7 − 45.0933 + 45.0933/4)e9 = 2·12.88e9 = 25.76e9, plus KV
     1100·131,072 = 0.1441792e9 → t_memory = 25.9041792e9 / (2·3.35e12) = 3.86630 ms.
-    Comm: 32 layers·2 all-reduces·(8 µs + 2·(1/2)·4096·2 B / 450e9) = 64·8.0182e-6 = 0.513165 ms.
-    TPOT = 3.86630 + 0.51316 = 4.37947 ms; 16 replicas per rack → 16/4.37947e-3 = 3,653.4 tok/s.
+    Comm (expert parallel, 16-bit activations): per layer one all-reduce after attention,
+    8 µs + 2·(1/2)·4096·2 B / 450e9, and a dispatch and a combine all-to-all, each
+    8 µs + 2 experts·4096·2 B·(1/2)/2 / 450e9: 32·(24 µs + 16,384 B / 450e9) = 0.769165 ms.
+    TPOT = 3.86630 + 0.76917 = 4.63547 ms; 16 replicas per rack → 16/4.63547e-3 = 3,451.6 tok/s.
     """
     rack, llm = catalog.rack("hgx-h100"), catalog.llm("mixtral-8x7b")
     replicas = ReplicaSet.build(rack, llm, PRECISIONS["bf16"], CHAT, PERFECT)
     assert replicas.chips[0] == 2
     point = replicas.decode_points(np.array([0]), np.array([1.0]))
     memory_ms = 25.9041792e9 / (2 * 3.35e12) * 1e3
-    comm_ms = 64 * (8e-6 + 4096 * 2 / 450e9) * 1e3
+    comm_ms = 32 * (24e-6 + 16_384 / 450e9) * 1e3
     assert point.memory_ms[0] == pytest.approx(memory_ms, rel=1e-6)
     assert point.communication_ms[0] == pytest.approx(comm_ms, rel=1e-6)
     assert point.latency_ms[0] == pytest.approx(memory_ms + comm_ms, rel=1e-6)
