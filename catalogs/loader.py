@@ -61,7 +61,16 @@ RACK_COLUMNS = [
 LLM_COLUMNS = list(LLM.model_fields)
 EFFICIENCY_COLUMNS = ["family", *EfficiencyFactors.model_fields]
 MEASURED_COLUMNS = list(MeasuredPoint.model_fields)
-OPTIONAL_COLUMNS = {"notes", "mem2_kind", "mem2_capacity_gb_per_chip", "mem2_bw_tb_s_per_chip"}
+OPTIONAL_COLUMNS = {
+    "notes",
+    "mem2_kind",
+    "mem2_capacity_gb_per_chip",
+    "mem2_bw_tb_s_per_chip",
+    # measured points: provenance columns added later; older user files may lack them
+    "round",
+    "chips",
+    "confidence",
+}
 
 _TIER_COLUMNS = {
     "kind": "{p}_kind",

@@ -45,6 +45,12 @@ class MeasuredPoint(Frozen):
     tpot_ms: float | None = Field(default=None, gt=0)
     measured_output_tokens_per_s_per_chip: float = Field(gt=0)
     scenario: str = ""
+    round: str = ""
+    """Benchmark round the figure comes from (e.g. MLPerf Inference v5.1)."""
+    chips: int | None = Field(default=None, ge=1)
+    """Accelerators in the measured system (the divisor of the system's tokens/s)."""
+    confidence: str = ""
+    """vendor / measured / assumption: how far the figure can be trusted."""
     source: str = ""
     notes: str = ""
 
