@@ -16,6 +16,7 @@ from rackplan.catalogs.loader import (
     load_catalog,
     load_measured,
     load_racks,
+    load_speed_records,
 )
 from rackplan.models.base import Confidence
 from rackplan.models.hardware import MemoryTier, RackType
@@ -227,3 +228,32 @@ def test_unknown_ids_name_the_known_ones(catalog):
     with pytest.raises(InputError) as caught:
         catalog.rack("h100")
     assert "hgx-h100" in str(caught.value)
+
+
+def test_speed_records_name_catalog_racks_and_llms(catalog):
+    records = load_speed_records()
+    assert records
+    for record in records:
+        catalog.rack(record.rack)
+        catalog.llm(record.llm)
+        assert record.confidence in {"vendor", "measured", "analyst estimate", "assumption"}
+        assert record.source and record.date
+    families = {catalog.rack(r.rack).family for r in records}
+    assert "groq-lpu" in families and "blackwell" in families
+
+
+def test_speed_record_errors_name_the_column(tmp_path):
+    row = {
+        "rack": "groqrack-v1",
+        "llm": "llama-2-70b",
+        "precision": "int3",
+        "tokens_per_s_per_user": "-1",
+        "source": "x",
+        "date": "2024",
+        "confidence": "vendor",
+        "notes": "",
+    }
+    with pytest.raises(InputError) as info:
+        load_speed_records(_write(tmp_path, "s.csv", [row]))
+    text = str(info.value)
+    assert "precision" in text and "tokens_per_s_per_user" in text
