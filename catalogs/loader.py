@@ -13,18 +13,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.models.calibration import MeasuredPoint
 from rackplan.models.hardware import EfficiencyFactors, RackType
 from rackplan.models.llm import LLM
+from rackplan.models.workload import PrecisionName
 
 DATA_DIR = Path(__file__).parent / "data"
 RACKS_FILE = DATA_DIR / "racks.csv"
 LLMS_FILE = DATA_DIR / "llms.csv"
 EFFICIENCY_FILE = DATA_DIR / "efficiency.csv"
 MEASURED_FILE = DATA_DIR / "measured_mlperf.csv"
+SPEED_RECORDS_FILE = DATA_DIR / "speed_records.csv"
 
 RACK_COLUMNS = [
     "id",
@@ -71,6 +73,10 @@ OPTIONAL_COLUMNS = {
     "sla_percentile",
     "speculative_draft_tokens",
     "speculative_acceptance",
+    # measured points: provenance columns added later; older user files may lack them
+    "round",
+    "chips",
+    "confidence",
 }
 
 _TIER_COLUMNS = {
@@ -254,6 +260,45 @@ def load_measured(path: Path = MEASURED_FILE) -> list[MeasuredPoint]:
     if problems:
         raise InputError(problems)
     return points
+
+
+class SpeedRecord(BaseModel):
+    """A public per-user decode speed record: output tokens/s for one stream."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rack: str
+    llm: str
+    precision: PrecisionName
+    tokens_per_s_per_user: float = Field(gt=0)
+    source: str = Field(min_length=1)
+    date: str = ""
+    confidence: str = ""
+    notes: str = ""
+
+
+SPEED_RECORD_COLUMNS = list(SpeedRecord.model_fields)
+
+
+def load_speed_records(path: Path = SPEED_RECORDS_FILE) -> list[SpeedRecord]:
+    """Per-user speed records (tokens/s for a single stream), in file order."""
+    rows = read_rows(path, SPEED_RECORD_COLUMNS)
+    problems: list[Problem] = []
+    records: list[SpeedRecord] = []
+    for row in rows:
+        try:
+            records.append(SpeedRecord.model_validate(_blank_to_none(row.cells)))
+        except ValidationError as exc:
+            for error in exc.errors():
+                column = _column_for(tuple(error["loc"]), SpeedRecord)
+                problems.append(
+                    Problem(
+                        str(path), row.number, column, _message(error), row.cells.get(column or "")
+                    )
+                )
+    if problems:
+        raise InputError(problems)
+    return records
 
 
 @dataclass(frozen=True)

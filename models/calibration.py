@@ -73,6 +73,12 @@ class MeasuredPoint(Frozen):
     """Statistic the TTFT/TPOT limits bound (MLPerf Server and Interactive: p99)."""
     speculative_draft_tokens: int = Field(default=0, ge=0, le=16)
     speculative_acceptance: float = Field(default=0.0, ge=0, lt=1)
+    round: str = ""
+    """Benchmark round the figure comes from (e.g. MLPerf Inference v5.1)."""
+    chips: int | None = Field(default=None, ge=1)
+    """Accelerators in the measured system (the divisor of the system's tokens/s)."""
+    confidence: str = ""
+    """vendor / measured / assumption: how far the figure can be trusted."""
     source: str = ""
     notes: str = ""
 

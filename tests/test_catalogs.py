@@ -16,6 +16,7 @@ from rackplan.catalogs.loader import (
     load_catalog,
     load_measured,
     load_racks,
+    load_speed_records,
 )
 from rackplan.models.base import Confidence
 from rackplan.models.hardware import MemoryTier, RackType
@@ -115,6 +116,40 @@ def test_shipped_measured_points_load():
     assert all(p.measured_output_tokens_per_s_per_chip > 0 for p in points)
 
 
+def test_shipped_measured_points_carry_provenance():
+    points = load_measured()
+    assert len(points) >= 40
+    for p in points:
+        assert p.round.startswith("MLPerf Inference v"), p
+        assert p.chips is not None and p.chips >= 1, p
+        assert p.confidence in {"vendor", "measured", "assumption"}, p
+        assert p.source, p
+    keys = [(p.rack, p.llm, p.scenario) for p in points]
+    assert len(keys) == len(set(keys)), "one row per (system, benchmark, scenario)"
+    for p in points:
+        if p.scenario != "Offline":
+            assert p.ttft_ms and p.tpot_ms and "p99" in p.notes, p
+        assert "input" in p.notes.lower(), f"input length provenance missing: {p}"
+
+
+def test_measured_provenance_columns_are_optional_in_user_files(tmp_path):
+    row = {
+        "rack": "hgx-h100",
+        "llm": "llama-2-70b",
+        "precision": "fp8",
+        "input_tokens": "300",
+        "output_tokens": "290",
+        "ttft_ms": "",
+        "tpot_ms": "",
+        "measured_output_tokens_per_s_per_chip": "3000",
+        "scenario": "Offline",
+        "source": "test",
+        "notes": "",
+    }
+    (point,) = load_measured(_write(tmp_path, "m.csv", [row]))
+    assert point.chips is None and point.round == "" and point.confidence == ""
+
+
 def _write(tmp_path: Path, name: str, rows: list[dict[str, str]], header=None) -> Path:
     path = tmp_path / name
     with path.open("w", newline="", encoding="utf-8") as handle:
@@ -193,3 +228,32 @@ def test_unknown_ids_name_the_known_ones(catalog):
     with pytest.raises(InputError) as caught:
         catalog.rack("h100")
     assert "hgx-h100" in str(caught.value)
+
+
+def test_speed_records_name_catalog_racks_and_llms(catalog):
+    records = load_speed_records()
+    assert records
+    for record in records:
+        catalog.rack(record.rack)
+        catalog.llm(record.llm)
+        assert record.confidence in {"vendor", "measured", "analyst estimate", "assumption"}
+        assert record.source and record.date
+    families = {catalog.rack(r.rack).family for r in records}
+    assert "groq-lpu" in families and "blackwell" in families
+
+
+def test_speed_record_errors_name_the_column(tmp_path):
+    row = {
+        "rack": "groqrack-v1",
+        "llm": "llama-2-70b",
+        "precision": "int3",
+        "tokens_per_s_per_user": "-1",
+        "source": "x",
+        "date": "2024",
+        "confidence": "vendor",
+        "notes": "",
+    }
+    with pytest.raises(InputError) as info:
+        load_speed_records(_write(tmp_path, "s.csv", [row]))
+    text = str(info.value)
+    assert "precision" in text and "tokens_per_s_per_user" in text
