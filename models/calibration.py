@@ -190,17 +190,102 @@ def _clip_to_bounds(name: str, value: float) -> float:
     return min(max(value, low), high)
 
 
+PointKey = tuple[str, str, str]
+
+
+def point_key(point: MeasuredPoint) -> PointKey:
+    """(rack, LLM, scenario): what names one measured point in a fit split."""
+    return point.rack, point.llm, point.scenario
+
+
 def evaluate(
     points: Sequence[MeasuredPoint],
     resolve: Resolver,
     factors_for: Callable[[RackType], EfficiencyFactors],
-    fitted_racks: set[str] | None = None,
+    fitted_keys: set[PointKey] | None = None,
 ) -> list[PointError]:
-    """Predicted vs measured for every point, with the factors ``factors_for`` gives."""
+    """Predicted vs measured for every point, with the factors ``factors_for`` gives; a point
+    whose key is in ``fitted_keys`` is marked as used for fitting."""
     errors = []
     for point in points:
         rack, llm = resolve(point)
         predicted = predict_per_chip(rack, llm, point, factors_for(rack))
-        fitted = fitted_racks is not None and point.rack in fitted_racks
+        fitted = fitted_keys is not None and point_key(point) in fitted_keys
         errors.append(PointError(point, predicted, fitted))
     return errors
+
+
+@dataclass(frozen=True)
+class ErrorSummary:
+    """Error statistics of a group of points.
+
+    ``median_abs_error_pct`` = median |pred/meas − 1|·100 over feasible predictions;
+    ``bias`` = geometric mean of pred/meas (1: unbiased; 1.2: 20 % optimistic);
+    ``infeasible`` counts points the model could not serve within their limits.
+    """
+
+    count: int
+    median_abs_error_pct: float | None
+    bias: float | None
+    infeasible: int
+
+    def as_json(self) -> dict[str, float | int | None]:
+        return {
+            "count": self.count,
+            "median_abs_error_pct": self.median_abs_error_pct,
+            "bias": self.bias,
+            "infeasible": self.infeasible,
+        }
+
+
+def summarise(errors: Sequence[PointError]) -> ErrorSummary:
+    """``ErrorSummary`` of ``errors`` (see its docstring for the formulas)."""
+    ratios = [
+        e.predicted / e.point.measured_output_tokens_per_s_per_chip
+        for e in errors
+        if e.predicted
+    ]
+    if not ratios:
+        return ErrorSummary(len(errors), None, None, len(errors))
+    logs = np.log(ratios)
+    return ErrorSummary(
+        count=len(errors),
+        median_abs_error_pct=float(np.median(np.abs(np.asarray(ratios) - 1.0)) * 100.0),
+        bias=float(np.exp(logs.mean())),
+        infeasible=len(errors) - len(ratios),
+    )
+
+
+def summarise_by(
+    errors: Sequence[PointError], group: Callable[[PointError], str]
+) -> dict[str, ErrorSummary]:
+    """``summarise`` per value of ``group`` (sorted by group name)."""
+    groups: dict[str, list[PointError]] = {}
+    for error in errors:
+        groups.setdefault(group(error), []).append(error)
+    return {name: summarise(groups[name]) for name in sorted(groups)}
+
+
+def ratio_errors_pct(errors: Sequence[PointError]) -> list[float]:
+    """Errors of the *ratio* between systems on the same benchmark, in %.
+
+    For every benchmark (LLM, scenario) and every pair of systems a, b measured on it with a
+    feasible prediction: |(pred_a / pred_b) / (meas_a / meas_b) − 1|·100. This is what a
+    buyer comparing two racks relies on, whatever the absolute level.
+    """
+    by_benchmark: dict[tuple[str, str], list[PointError]] = {}
+    for error in errors:
+        if error.predicted:
+            key = (error.point.llm, error.point.scenario)
+            by_benchmark.setdefault(key, []).append(error)
+    out = []
+    for group in by_benchmark.values():
+        for i, a in enumerate(group):
+            for b in group[i + 1 :]:
+                predicted = a.predicted / b.predicted
+                measured = (
+                    a.point.measured_output_tokens_per_s_per_chip
+                    / b.point.measured_output_tokens_per_s_per_chip
+                )
+                out.append(abs(predicted / measured - 1.0) * 100.0)
+    return out

@@ -274,28 +274,48 @@ def fixed_overhead_s(
     )
 
 
-def gemm_flops(llm: LLM, hw: ReplicaHardware, tokens: np.ndarray) -> np.ndarray:
-    """Linear-layer FLOPs of ``tokens`` tokens: 2·T·(N_act − N_exp·k/E + ι·N_exp·k/E).
+def dense_gemm_flops(llm: LLM, tokens: np.ndarray) -> np.ndarray:
+    """FLOPs of the linear layers every token runs (attention projections, dense MLPs, shared
+    experts, embeddings): 2·T·(N_act − N_exp·k/E); dense models: 2·T·N_act."""
+    dense_active_b = llm.params_active_b - llm.expert_params_b * llm.routed_fraction
+    return 2.0 * tokens * dense_active_b * 1e9
 
-    The routed-expert share of the active weights is slowed by the load imbalance ι (the
-    busiest expert sets the pace); dense models: 2·T·N_act.
-    """
-    routed_active_b = llm.expert_params_b * llm.routed_fraction
-    effective_b = llm.params_active_b + (hw.moe_imbalance - 1.0) * routed_active_b
-    return 2.0 * tokens * effective_b * 1e9
+
+def expert_gemm_flops(llm: LLM, hw: ReplicaHardware, tokens: np.ndarray) -> np.ndarray:
+    """FLOPs of the routed experts, slowed by the load imbalance ι (the busiest expert sets the
+    pace): ι·2·T·N_exp·k/E; 0 for dense models."""
+    return hw.moe_imbalance * 2.0 * tokens * llm.expert_params_b * llm.routed_fraction * 1e9
+
+
+def dense_weight_bytes(llm: LLM, precision: Precision) -> float:
+    """Bytes of the weights every pass reads: b_w·N_dense (all weights for a dense model)."""
+    return precision.weight_bytes * 1e9 * llm.dense_params_b
+
+
+def expert_weight_bytes_read(
+    llm: LLM, precision: Precision, tokens: np.ndarray | float
+) -> np.ndarray:
+    """Routed-expert bytes a pass of T tokens reads: b_w·N_exp·(1 − (1 − k/E)^T)."""
+    touched = experts_touched_fraction(llm, tokens)
+    return precision.weight_bytes * 1e9 * llm.expert_params_b * touched
 
 
 @dataclass(frozen=True)
 class PassTimes:
     """Time terms of one forward pass, seconds, one entry per batch size.
 
-    total = max(gemm_compute, gemm_memory) + max(attention_compute, attention_memory)
-            + activation + communication + overhead
+    total = max(gemm_compute, gemm_memory) + max(expert_compute, expert_memory)
+            + max(attention_compute, attention_memory) + activation + communication + overhead
+
+    ``gemm_*`` is the dense linear-layer group, ``expert_*`` the routed experts (MoE only):
+    separate kernels, so separate rooflines.
     """
 
     batch: np.ndarray
     gemm_compute_s: np.ndarray
     gemm_memory_s: np.ndarray
+    expert_compute_s: np.ndarray
+    expert_memory_s: np.ndarray
     attention_compute_s: np.ndarray
     attention_memory_s: np.ndarray
     activation_s: np.ndarray
@@ -307,19 +327,22 @@ class PassTimes:
 
     @property
     def compute_s(self) -> np.ndarray:
-        """FLOP time of the pass: GEMMs plus attention."""
-        return self.gemm_compute_s + self.attention_compute_s
+        """FLOP time of the pass: GEMMs, experts and attention."""
+        return self.gemm_compute_s + self.expert_compute_s + self.attention_compute_s
 
     @property
     def memory_s(self) -> np.ndarray:
         """Memory-streaming time: weights, KV cache and activation traffic."""
-        return self.gemm_memory_s + self.attention_memory_s + self.activation_s
+        return (
+            self.gemm_memory_s + self.expert_memory_s + self.attention_memory_s + self.activation_s
+        )
 
     @property
     def busy_s(self) -> np.ndarray:
         """Time the chips compute or stream memory: the operator rooflines and activations."""
         return (
             np.maximum(self.gemm_compute_s, self.gemm_memory_s)
+            + np.maximum(self.expert_compute_s, self.expert_memory_s)
             + np.maximum(self.attention_compute_s, self.attention_memory_s)
             + self.activation_s
         )
@@ -351,8 +374,12 @@ def _pass(
     """Assemble the operator groups of one pass of ``tokens`` tokens over ``sequences``."""
     return PassTimes(
         batch=batch,
-        gemm_compute_s=gemm_flops(llm, hw, tokens) / hw.linear_flops_per_s,
-        gemm_memory_s=weight_bytes_read(llm, precision, tokens) / hw.bandwidth_bytes_per_s,
+        gemm_compute_s=dense_gemm_flops(llm, tokens) / hw.linear_flops_per_s,
+        gemm_memory_s=np.full(np.shape(tokens), dense_weight_bytes(llm, precision))
+        / hw.bandwidth_bytes_per_s,
+        expert_compute_s=expert_gemm_flops(llm, hw, tokens) / hw.linear_flops_per_s,
+        expert_memory_s=expert_weight_bytes_read(llm, precision, tokens)
+        / hw.bandwidth_bytes_per_s,
         attention_compute_s=attention_flops / hw.attention_flops_per_s,
         attention_memory_s=kv_bytes_moved / hw.attention_bandwidth_bytes_per_s,
         activation_s=activation_traffic_s(hw, llm, tokens),
@@ -385,7 +412,8 @@ def draft_overhead_s(
     draft = workload.speculative_draft_tokens
     if draft == 0:
         return np.zeros_like(np.asarray(batch, dtype=float))
-    per_layer_compute = gemm_flops(llm, hw, batch) / llm.layers / hw.linear_flops_per_s
+    flops = dense_gemm_flops(llm, batch) + expert_gemm_flops(llm, hw, batch)
+    per_layer_compute = flops / llm.layers / hw.linear_flops_per_s
     per_layer_memory = (
         weight_bytes_read(llm, precision, batch) / llm.layers / hw.bandwidth_bytes_per_s
     )
@@ -403,7 +431,7 @@ def decode_step(
     With speculation (d drafted tokens, E accepted on average) each sequence verifies d + 1
     tokens: T = b·(d + 1); the KV cache is read once per sequence.
 
-    GEMMs      max(2·T·N_act / F, W_read(T) / B)
+    GEMMs      max(2·T·N_dense_act / F, W_dense / B) + max(ι·2·T·N_exp·k/E / F, W_exp(T) / B)
     attention  max(T·attn(ctx) / F, b·kv(ctx) / (κ·B))
     plus activation traffic, t_comm(T), τ_step + layers·τ_layer + b·τ_req and the draft passes.
     TPOT = t_step / E;  tokens/s = b·E / t_step;  memory = W + b·kv(ctx) ≤ usable capacity.
