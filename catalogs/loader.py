@@ -27,6 +27,7 @@ LLMS_FILE = DATA_DIR / "llms.csv"
 EFFICIENCY_FILE = DATA_DIR / "efficiency.csv"
 MEASURED_FILE = DATA_DIR / "measured_mlperf.csv"
 SPEED_RECORDS_FILE = DATA_DIR / "speed_records.csv"
+FIT_POINTS_FILE = DATA_DIR / "fit_points.csv"
 
 RACK_COLUMNS = [
     "id",
@@ -70,6 +71,7 @@ OPTIONAL_COLUMNS = {
     "mem2_bw_tb_s_per_chip",
     # measured points: MLPerf-style files without these columns state p99 limits and no
     # speculative decoding (docs/calibration.md)
+    "serving",
     "sla_percentile",
     "speculative_draft_tokens",
     "speculative_acceptance",
@@ -260,6 +262,24 @@ def load_measured(path: Path = MEASURED_FILE) -> list[MeasuredPoint]:
     if problems:
         raise InputError(problems)
     return points
+
+
+def load_fit_points(path: Path = FIT_POINTS_FILE) -> set[tuple[str, str, str]]:
+    """The calibration split: (rack, LLM, scenario) of the measured points the shipped factors
+    are fitted to (at most four per rack family; docs/calibration.md). Every other measured
+    point is held out."""
+    rows = read_rows(path, ["rack", "llm", "scenario", "reason"])
+    keys = [(r.cells["rack"], r.cells["llm"], r.cells["scenario"]) for r in rows]
+    duplicates = {k for k in keys if keys.count(k) > 1}
+    if duplicates:
+        raise InputError(
+            [
+                Problem(
+                    str(path), None, None, f"point listed twice: {', '.join(map(str, duplicates))}"
+                )
+            ]
+        )
+    return set(keys)
 
 
 class SpeedRecord(BaseModel):

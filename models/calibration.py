@@ -11,10 +11,11 @@ Fitted parameters and their bounds (``FIT_BOUNDS``; docs/calibration.md gives th
     η_F ∈ [0.30, 0.85]    achieved share of dense FLOP/s
     η_B ∈ [0.50, 0.95]    achieved share of memory bandwidth
     τ_layer ∈ [2, 40] µs  fixed cost per layer per step
+    p ∈ [1, 16]           math/memory overlap of a kernel (1: none, ∞: the roofline's max)
 
-Everything else (κ, τ_step, τ_req, engine caps, c_act, MoE imbalance) stays at the
-family's prior. The fit is a maximum a-posteriori estimate: with at most four points per
-family, a weak Gaussian prior around the family's prior values keeps it well posed:
+Everything else (κ, τ_step, τ_req, engine caps, c_act, MoE router skew) stays at the
+family's catalog value. The fit is a maximum a-posteriori estimate: with at most four points per
+family, a weak Gaussian prior around ``PRIOR_CENTRE`` keeps it well posed:
 
     minimise  Σ_i ln²(pred_i / meas_i) + PRIOR_WEIGHT · Σ_j ((θ_j − θ_j⁰) / σ_j)²
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -36,19 +38,31 @@ from rackplan.models.base import Frozen
 from rackplan.models.hardware import EfficiencyFactors, RackType
 from rackplan.models.llm import LLM
 from rackplan.models.operating_points import ReplicaSet
-from rackplan.models.serving import aggregated
+from rackplan.models.serving import aggregated, disaggregated
 from rackplan.models.workload import PRECISIONS, PrecisionName, SlaPercentile, Workload
 
 FIT_BOUNDS: dict[str, tuple[float, float]] = {
     "flops_fraction": (0.30, 0.85),
     "bandwidth_fraction": (0.50, 0.95),
     "layer_overhead_us": (2.0, 40.0),
+    "overlap_exponent": (1.0, 16.0),
 }
 """Physical bounds of the fitted parameters (docs/calibration.md)."""
+PRIOR_CENTRE: dict[str, float] = {
+    "flops_fraction": 0.55,
+    "bandwidth_fraction": 0.71,
+    "layer_overhead_us": 12.0,
+    "gemm_half_efficiency_tokens": 128.0,
+    "overlap_exponent": 4.0,
+}
+"""Where the fit starts and what the prior pulls toward, whatever the catalog holds, so a
+re-run of ``rackplan calibrate`` reproduces the shipped factors (docs/calibration.md)."""
 PRIOR_SD: dict[str, float] = {
     "flops_fraction": 0.15,
     "bandwidth_fraction": 0.12,
     "layer_overhead_us": 10.0,
+    "gemm_half_efficiency_tokens": 128.0,
+    "overlap_exponent": 3.0,
 }
 """Prior standard deviations, in each parameter's unit."""
 PRIOR_WEIGHT = 0.01
@@ -69,6 +83,9 @@ class MeasuredPoint(Frozen):
     tpot_ms: float | None = Field(default=None, gt=0)
     measured_output_tokens_per_s_per_chip: float = Field(gt=0)
     scenario: str = ""
+    serving: Literal["aggregated", "disaggregated"] = "aggregated"
+    """How the submission served: both phases on the same GPUs, or prefill and decode on
+    separate GPUs of the system (NVIDIA's disaggregated NVL72 submissions)."""
     sla_percentile: SlaPercentile = "p99"
     """Statistic the TTFT/TPOT limits bound (MLPerf Server and Interactive: p99)."""
     speculative_draft_tokens: int = Field(default=0, ge=0, le=16)
@@ -82,9 +99,11 @@ class MeasuredPoint(Frozen):
     source: str = ""
     notes: str = ""
 
-    def workload(self) -> Workload:
-        """The workload the measurement ran, its limits at ``sla_percentile``."""
+    def workload(self, utilisation: float = 0.8) -> Workload:
+        """The workload the measurement ran, its limits at ``sla_percentile``, queued at
+        ``utilisation``."""
         return Workload(
+            max_utilisation=utilisation,
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
             ttft_ms=self.ttft_ms,
@@ -95,14 +114,32 @@ class MeasuredPoint(Frozen):
         )
 
 
+SERVER_UTILISATIONS = (0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+"""Loads tried for a point with a TTFT limit (MLPerf Server/Interactive report the highest
+query rate whose p99 holds)."""
+
+
 def predict_per_chip(
     rack: RackType, llm: LLM, point: MeasuredPoint, efficiency: EfficiencyFactors
 ) -> float | None:
-    """Predicted output tokens/s per chip (aggregated serving), or None if infeasible."""
-    workload = point.workload()
+    """Predicted output tokens/s per chip in the point's serving mode, or None if infeasible.
+
+    Without a TTFT limit (Offline) this is the capacity. With one, the measurement is the
+    delivered rate at the highest load whose TTFT percentile holds: max over ρ of
+    ρ·capacity(ρ), ρ in ``SERVER_UTILISATIONS`` (queueing delay grows with ρ).
+    """
     precision = PRECISIONS[point.precision]
-    replicas = ReplicaSet.build(rack, llm, precision, workload, efficiency)
-    return aggregated(replicas).output_tokens_per_s_per_chip
+    serve = disaggregated if point.serving == "disaggregated" else aggregated
+    if point.ttft_ms is None:
+        replicas = ReplicaSet.build(rack, llm, precision, point.workload(), efficiency)
+        return serve(replicas).output_tokens_per_s_per_chip
+    best = None
+    for rho in SERVER_UTILISATIONS:
+        replicas = ReplicaSet.build(rack, llm, precision, point.workload(rho), efficiency)
+        capacity = serve(replicas).output_tokens_per_s_per_chip
+        if capacity is not None and (best is None or rho * capacity > best):
+            best = rho * capacity
+    return best
 
 
 @dataclass(frozen=True)
@@ -111,6 +148,8 @@ class PointError:
     predicted: float | None
     fitted: bool
     """True if the point was used to fit the factors; False if held out."""
+    family: str = ""
+    """The rack's efficiency family (filled in by the caller that knows the catalog)."""
 
     @property
     def error_pct(self) -> float | None:
@@ -141,13 +180,13 @@ def fit_family(
     resolve: Resolver,
     prior: EfficiencyFactors | None = None,
 ) -> EfficiencyFactors:
-    """Fit η_F, η_B and τ_layer of one rack family to ``points`` within ``FIT_BOUNDS``,
-    starting from and weakly pulled toward ``prior`` (module docstring). Returns the prior
-    with the three fitted values replaced."""
+    """Fit η_F, η_B, τ_layer and M½ of one rack family to ``points`` within ``FIT_BOUNDS``,
+    starting from and weakly pulled toward ``PRIOR_CENTRE`` (module docstring). Returns
+    ``prior`` (the family's other engine terms) with the fitted values replaced."""
     prior = prior or EfficiencyFactors(flops_fraction=0.55, bandwidth_fraction=0.71)
     resolved = [(resolve(p), p) for p in points]
     names = list(FIT_BOUNDS)
-    start = np.array([_clip_to_bounds(name, getattr(prior, name)) for name in names])
+    start = np.array([_clip_to_bounds(name, PRIOR_CENTRE[name]) for name in names])
 
     def factors_at(theta: np.ndarray) -> EfficiencyFactors:
         values = {n: float(np.clip(v, *FIT_BOUNDS[n])) for n, v in zip(names, theta, strict=True)}
@@ -241,9 +280,7 @@ class ErrorSummary:
 def summarise(errors: Sequence[PointError]) -> ErrorSummary:
     """``ErrorSummary`` of ``errors`` (see its docstring for the formulas)."""
     ratios = [
-        e.predicted / e.point.measured_output_tokens_per_s_per_chip
-        for e in errors
-        if e.predicted
+        e.predicted / e.point.measured_output_tokens_per_s_per_chip for e in errors if e.predicted
     ]
     if not ratios:
         return ErrorSummary(len(errors), None, None, len(errors))

@@ -36,6 +36,10 @@ class MemoryTier(Frozen):
     """Peak bandwidth per chip, TB/s (1e12 bytes/s)."""
 
 
+OVERLAP_EXACT_MAX = 64.0
+"""An ``overlap_exponent`` at or above this is the exact max (the pure roofline)."""
+
+
 class EfficiencyFactors(Frozen):
     """What a serving engine achieves on a rack family, beyond the datasheet (calibratable).
 
@@ -55,9 +59,9 @@ class EfficiencyFactors(Frozen):
     serving engine's max_num_seqs / max_batch_size); ``max_tokens_per_step`` caps the tokens
     one step processes (chunked-prefill budget); ``max_weight_share`` is the largest share of
     a replica's usable memory the weights may take (deployments leave room for KV);
-    ``moe_imbalance`` ≥ 1 multiplies expert work and expert-parallel traffic (the busiest
-    expert sets the pace); ``activation_elements_per_layer`` sets the non-GEMM activation
-    traffic.
+    ``moe_imbalance`` ≥ 1 multiplies the statistical load imbalance of routed experts (router
+    skew beyond uniform routing; ``roofline.expert_load_imbalance``); ``activation_elements_per_layer`` sets the non-GEMM activation
+    traffic; ``gemm_half_efficiency_tokens`` the GEMM efficiency ramp with problem size.
 
     ``rate_error_low_pct`` / ``rate_error_high_pct``: the band of validation error, in %, on
     points the factors were not fitted to (rates get ``low = rate·(1 − low%)``,
@@ -74,6 +78,16 @@ class EfficiencyFactors(Frozen):
     max_tokens_per_step: int = Field(default=1_000_000, ge=1, le=100_000_000)
     max_weight_share: float = Field(default=1.0, gt=0, le=1)
     moe_imbalance: float = Field(default=1.0, ge=1, le=4)
+    overlap_exponent: float = Field(default=OVERLAP_EXACT_MAX, ge=1, le=OVERLAP_EXACT_MAX)
+    """p: how well a kernel overlaps its math with its memory stream. A kernel needing
+    t_c of math and t_m of streaming takes (t_c^p + t_m^p)^(1/p): p = 1 no overlap (the sum),
+    p → ∞ perfect overlap (the roofline's max; ``OVERLAP_EXACT_MAX`` and above is taken as
+    the exact max). Near the ridge point real kernels lose up to 2^(1 − 1/p)."""
+    gemm_half_efficiency_tokens: float = Field(default=0.0, ge=0, le=16_384)
+    """M½: tokens per GEMM at which it reaches half of η_F. A GEMM of M tokens runs at
+    η_F·M/(M + M½): small-M GEMMs cannot fill the tensor-core tiles and pipelines. Routed
+    experts see M = the tokens each touched expert receives, so sparse MoE layers pay it
+    most. 0 = pure roofline."""
     activation_elements_per_layer: float = Field(default=0.0, ge=0, le=64)
     """c_act: d_model-sized 16-bit vectors the non-GEMM kernels move per token per layer
     (norms, residuals, gated activation, RoPE, input quantisation); 0 = pure roofline,

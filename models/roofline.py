@@ -16,7 +16,7 @@ Modelling choices (each stated once here, and in the docstrings that use it):
 - A step is a *sum of operator groups*, each with its own roofline, because GEMMs,
   attention, elementwise kernels and collectives run one after another:
 
-      t = max(GEMM FLOPs / F, W_read / B)            GEMMs (MoE: touched experts)
+      t = max(GEMM FLOPs·s(M) / F, W_read / B)       GEMMs, s(M) = (M + M½)/M (MoE: experts apart)
         + max(attn FLOPs / F, KV bytes / (κ·B))      attention
         + T·layers·c_act·d_model·2 / B                activation traffic (norms, residuals, quant)
         + t_comm                                      TP all-reduce / EP all-to-all, 16-bit
@@ -40,7 +40,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from rackplan.models.hardware import EfficiencyFactors, RackType
+from rackplan.models.hardware import OVERLAP_EXACT_MAX, EfficiencyFactors, RackType
 from rackplan.models.llm import LLM
 from rackplan.models.workload import Precision, Workload
 
@@ -89,13 +89,34 @@ class ReplicaHardware:
     request_overhead_s: np.ndarray
     moe_imbalance: np.ndarray
     activation_elements_per_layer: np.ndarray
+    gemm_half_efficiency_tokens: np.ndarray
+    overlap_exponent: float
+    """p of ``EfficiencyFactors.overlap_exponent`` (one value for the whole family)."""
 
     def take(self, index: np.ndarray) -> ReplicaHardware:
         """The hardware of replica ``index[i]`` for each i (aligns replicas with points)."""
-        return ReplicaHardware(*(getattr(self, name)[index] for name in _HARDWARE_FIELDS))
+        return ReplicaHardware(
+            *(
+                getattr(self, name)[index] if name in _ARRAY_FIELDS else getattr(self, name)
+                for name in _HARDWARE_FIELDS
+            )
+        )
 
 
 _HARDWARE_FIELDS = tuple(f.name for f in fields(ReplicaHardware))
+_ARRAY_FIELDS = frozenset(_HARDWARE_FIELDS) - {"overlap_exponent"}
+
+
+def overlapped(compute_s: np.ndarray, memory_s: np.ndarray, exponent: float) -> np.ndarray:
+    """Time of a kernel with ``compute_s`` of math and ``memory_s`` of streaming:
+    (t_c^p + t_m^p)^(1/p), the exact max(t_c, t_m) for p ≥ ``OVERLAP_EXACT_MAX``.
+
+    Never below the max (the roofline) and never above the sum (no overlap)."""
+    if exponent >= OVERLAP_EXACT_MAX:
+        return np.maximum(compute_s, memory_s)
+    high = np.maximum(np.maximum(compute_s, memory_s), 1e-300)
+    low = np.minimum(compute_s, memory_s)
+    return high * (1.0 + (low / high) ** exponent) ** (1.0 / exponent)
 
 
 def replica_hardware(
@@ -137,6 +158,8 @@ def replica_hardware(
         request_overhead_s=ones * efficiency.request_overhead_us * 1e-6,
         moe_imbalance=ones * efficiency.moe_imbalance,
         activation_elements_per_layer=ones * efficiency.activation_elements_per_layer,
+        gemm_half_efficiency_tokens=ones * efficiency.gemm_half_efficiency_tokens,
+        overlap_exponent=efficiency.overlap_exponent,
     )
 
 
@@ -244,7 +267,8 @@ def collective_time_s(
     message_bytes = tokens * llm.d_model * COLLECTIVE_BYTES_PER_ELEMENT
     all_reduce = hw.collective_latency_s + 2.0 * (n - 1) / n * message_bytes / hw.link_bytes_per_s
     if llm.is_moe:
-        a2a_bytes = hw.moe_imbalance * llm.experts_routed * message_bytes * (n - 1) / n**2
+        imbalance = expert_load_imbalance(llm, hw, tokens)
+        a2a_bytes = imbalance * llm.experts_routed * message_bytes * (n - 1) / n**2
         all_to_all = hw.collective_latency_s + a2a_bytes / hw.link_bytes_per_s
         per_layer = all_reduce + 2.0 * all_to_all
     else:
@@ -264,14 +288,10 @@ def activation_traffic_s(hw: ReplicaHardware, llm: LLM, tokens: np.ndarray | flo
     return elements * COLLECTIVE_BYTES_PER_ELEMENT / hw.bandwidth_bytes_per_s
 
 
-def fixed_overhead_s(
-    hw: ReplicaHardware, llm: LLM, sequences: np.ndarray | float
-) -> np.ndarray:
+def fixed_overhead_s(hw: ReplicaHardware, llm: LLM, sequences: np.ndarray | float) -> np.ndarray:
     """Fixed costs of one step: τ_step + layers·τ_layer + b·τ_req (b sequences in the step)."""
     sequences = np.asarray(sequences, dtype=float)
-    return (
-        hw.step_overhead_s + llm.layers * hw.layer_overhead_s + sequences * hw.request_overhead_s
-    )
+    return hw.step_overhead_s + llm.layers * hw.layer_overhead_s + sequences * hw.request_overhead_s
 
 
 def dense_gemm_flops(llm: LLM, tokens: np.ndarray) -> np.ndarray:
@@ -281,10 +301,40 @@ def dense_gemm_flops(llm: LLM, tokens: np.ndarray) -> np.ndarray:
     return 2.0 * tokens * dense_active_b * 1e9
 
 
+def expert_load_imbalance(llm: LLM, hw: ReplicaHardware, tokens: np.ndarray | float) -> np.ndarray:
+    """ι: busiest expert's load / mean load in a pass of T tokens.
+
+    Uniform routing gives each expert a Poisson load of mean m = T·k/E; the largest of E such
+    loads is about m + √(2·ln E·m), so ι_stat = 1 + √(2·ln E / m). Real routers are skewed
+    beyond that: ``moe_imbalance`` (≥ 1) multiplies it. 1 for dense models.
+    """
+    tokens = np.asarray(tokens, dtype=float)
+    if not llm.is_moe:
+        return np.ones_like(tokens)
+    per_expert = np.maximum(tokens * llm.routed_fraction, 1e-9)
+    statistical = 1.0 + np.sqrt(2.0 * math.log(llm.experts_total) / per_expert)
+    return hw.moe_imbalance * np.minimum(statistical, float(llm.experts_total))
+
+
 def expert_gemm_flops(llm: LLM, hw: ReplicaHardware, tokens: np.ndarray) -> np.ndarray:
     """FLOPs of the routed experts, slowed by the load imbalance ι (the busiest expert sets the
-    pace): ι·2·T·N_exp·k/E; 0 for dense models."""
-    return hw.moe_imbalance * 2.0 * tokens * llm.expert_params_b * llm.routed_fraction * 1e9
+    pace, ``expert_load_imbalance``): ι·2·T·N_exp·k/E; 0 for dense models."""
+    imbalance = expert_load_imbalance(llm, hw, tokens)
+    return imbalance * 2.0 * tokens * llm.expert_params_b * llm.routed_fraction * 1e9
+
+
+def gemm_size_slowdown(hw: ReplicaHardware, gemm_tokens: np.ndarray) -> np.ndarray:
+    """(M + M½) / M: how much longer a GEMM of M tokens takes than at full efficiency η_F
+    (``EfficiencyFactors.gemm_half_efficiency_tokens``; 1 when M½ = 0)."""
+    gemm_tokens = np.maximum(np.asarray(gemm_tokens, dtype=float), 1e-9)
+    return 1.0 + hw.gemm_half_efficiency_tokens / gemm_tokens
+
+
+def tokens_per_touched_expert(llm: LLM, tokens: np.ndarray) -> np.ndarray:
+    """M of one expert GEMM: T·k routed copies shared by the E·(1 − (1 − k/E)^T) experts the
+    pass touches (T·k/E once every expert is busy)."""
+    touched = np.maximum(experts_touched_fraction(llm, tokens) * llm.experts_total, 1.0)
+    return tokens * llm.experts_routed / touched
 
 
 def dense_weight_bytes(llm: LLM, precision: Precision) -> float:
@@ -304,8 +354,10 @@ def expert_weight_bytes_read(
 class PassTimes:
     """Time terms of one forward pass, seconds, one entry per batch size.
 
-    total = max(gemm_compute, gemm_memory) + max(expert_compute, expert_memory)
-            + max(attention_compute, attention_memory) + activation + communication + overhead
+    total = ov(gemm_compute, gemm_memory) + ov(expert_compute, expert_memory)
+            + ov(attention_compute, attention_memory) + activation + communication + overhead
+
+    with ov the roofline's max, or its imperfect-overlap form (``overlapped``).
 
     ``gemm_*`` is the dense linear-layer group, ``expert_*`` the routed experts (MoE only):
     separate kernels, so separate rooflines.
@@ -324,6 +376,8 @@ class PassTimes:
     memory_used_bytes: np.ndarray
     tokens_per_sequence: np.ndarray | float = 1.0
     """Output tokens each sequence gains per step (speculative decoding: > 1)."""
+    overlap_exponent: float = OVERLAP_EXACT_MAX
+    """p of each operator group's (t_c^p + t_m^p)^(1/p) (``overlapped``)."""
 
     @property
     def compute_s(self) -> np.ndarray:
@@ -340,10 +394,11 @@ class PassTimes:
     @property
     def busy_s(self) -> np.ndarray:
         """Time the chips compute or stream memory: the operator rooflines and activations."""
+        p = self.overlap_exponent
         return (
-            np.maximum(self.gemm_compute_s, self.gemm_memory_s)
-            + np.maximum(self.expert_compute_s, self.expert_memory_s)
-            + np.maximum(self.attention_compute_s, self.attention_memory_s)
+            overlapped(self.gemm_compute_s, self.gemm_memory_s, p)
+            + overlapped(self.expert_compute_s, self.expert_memory_s, p)
+            + overlapped(self.attention_compute_s, self.attention_memory_s, p)
             + self.activation_s
         )
 
@@ -374,12 +429,15 @@ def _pass(
     """Assemble the operator groups of one pass of ``tokens`` tokens over ``sequences``."""
     return PassTimes(
         batch=batch,
-        gemm_compute_s=dense_gemm_flops(llm, tokens) / hw.linear_flops_per_s,
+        gemm_compute_s=dense_gemm_flops(llm, tokens)
+        * gemm_size_slowdown(hw, tokens)
+        / hw.linear_flops_per_s,
         gemm_memory_s=np.full(np.shape(tokens), dense_weight_bytes(llm, precision))
         / hw.bandwidth_bytes_per_s,
-        expert_compute_s=expert_gemm_flops(llm, hw, tokens) / hw.linear_flops_per_s,
-        expert_memory_s=expert_weight_bytes_read(llm, precision, tokens)
-        / hw.bandwidth_bytes_per_s,
+        expert_compute_s=expert_gemm_flops(llm, hw, tokens)
+        * (gemm_size_slowdown(hw, tokens_per_touched_expert(llm, tokens)) if llm.is_moe else 1.0)
+        / hw.linear_flops_per_s,
+        expert_memory_s=expert_weight_bytes_read(llm, precision, tokens) / hw.bandwidth_bytes_per_s,
         attention_compute_s=attention_flops / hw.attention_flops_per_s,
         attention_memory_s=kv_bytes_moved / hw.attention_bandwidth_bytes_per_s,
         activation_s=activation_traffic_s(hw, llm, tokens),
@@ -387,6 +445,7 @@ def _pass(
         overhead_s=fixed_overhead_s(hw, llm, sequences),
         memory_used_bytes=memory_used_bytes,
         tokens_per_sequence=tokens_per_sequence,
+        overlap_exponent=hw.overlap_exponent,
     )
 
 
@@ -431,7 +490,9 @@ def decode_step(
     With speculation (d drafted tokens, E accepted on average) each sequence verifies d + 1
     tokens: T = b·(d + 1); the KV cache is read once per sequence.
 
-    GEMMs      max(2·T·N_dense_act / F, W_dense / B) + max(ι·2·T·N_exp·k/E / F, W_exp(T) / B)
+    GEMMs      max(2·T·N_dense_act·s(T) / F, W_dense / B)
+             + max(ι·2·T·N_exp·k/E·s(M_e) / F, W_exp(T) / B)
+               with s(M) = (M + M½)/M the small-GEMM slowdown, M_e tokens per touched expert
     attention  max(T·attn(ctx) / F, b·kv(ctx) / (κ·B))
     plus activation traffic, t_comm(T), τ_step + layers·τ_layer + b·τ_req and the draft passes.
     TPOT = t_step / E;  tokens/s = b·E / t_step;  memory = W + b·kv(ctx) ≤ usable capacity.

@@ -19,10 +19,32 @@ from rich.console import Console
 from rich.table import Table
 
 from rackplan.catalogs.errors import InputError, Problem
-from rackplan.catalogs.loader import Catalog, load_catalog, load_measured
-from rackplan.models.calibration import PointError, median_abs_error_pct
+from rackplan.catalogs.loader import (
+    FIT_POINTS_FILE,
+    MEASURED_FILE,
+    Catalog,
+    load_catalog,
+    load_fit_points,
+    load_measured,
+)
+from rackplan.models.calibration import (
+    ErrorSummary,
+    PointError,
+    median_abs_error_pct,
+    ratio_errors_pct,
+    summarise,
+    summarise_by,
+)
 from rackplan.models.workload import Workload
-from rackplan.planner.calibrate import calibrate, efficiency_csv, validate
+from rackplan.planner.calibrate import (
+    breakdown_json,
+    calibrate,
+    calibration_markdown,
+    cross_validation,
+    efficiency_csv,
+    validate,
+    with_rate_bands,
+)
 from rackplan.planner.files import atomic_write_text
 from rackplan.planner.rates import RateReport, rate_report
 from rackplan.planner.run import plan_scenario
@@ -311,59 +333,143 @@ def _errors_table(title: str, errors: list[PointError]) -> Table:
     return table
 
 
+MeasuredArgument = Annotated[
+    Path | None,
+    typer.Argument(help="CSV of measured points (default: the shipped MLPerf points)."),
+]
+
+
+def _summary_table(title: str, summaries: dict[str, ErrorSummary]) -> Table:
+    table = Table(title=title)
+    for column in (
+        "group",
+        "points",
+        "median |error| %",
+        "bias (geo-mean pred/meas)",
+        "infeasible",
+    ):
+        table.add_column(column, justify="right")
+    for name, summary in summaries.items():
+        table.add_row(
+            name,
+            str(summary.count),
+            "—" if summary.median_abs_error_pct is None else f"{summary.median_abs_error_pct:.1f}",
+            "—" if summary.bias is None else f"{summary.bias:.3f}",
+            str(summary.infeasible),
+        )
+    return table
+
+
+def _print_breakdown(errors: list[PointError], label: str) -> None:
+    """Error per family, per model and per scenario type, and the ratio error across systems."""
+    out.print(_summary_table(f"{label}: overall", {"all": summarise(errors)}))
+    for title, group in (
+        ("per family", lambda e: e.family),
+        ("per model", lambda e: e.point.llm),
+        ("per scenario type", lambda e: e.point.scenario),
+    ):
+        out.print(_summary_table(f"{label}: {title}", summarise_by(errors, group)))
+    ratios = ratio_errors_pct(errors)
+    if ratios:
+        median = float(pd.Series(ratios).median())
+        out.print(
+            f"{label}: median error of the ratio between systems on the same benchmark: "
+            f"{median:.1f} % over {len(ratios)} pairs"
+        )
+
+
 @app.command("calibrate")
 def calibrate_command(
-    measured: Annotated[
-        Path, typer.Argument(help="CSV of measured points (see docs/calibration.md).")
-    ],
+    measured: MeasuredArgument = None,
     fit_on: Annotated[
         list[str] | None,
-        typer.Option("--fit-on", help="Fit only on these rack ids; the rest are held out."),
+        typer.Option("--fit-on", help="Fit on every point of these rack ids instead of --split."),
     ] = None,
+    split: Annotated[
+        Path | None,
+        typer.Option(
+            "--split",
+            help="CSV of (rack, llm, scenario) points to fit on (default: the shipped split, "
+            "at most four points per family); every other point is held out.",
+        ),
+    ] = None,
+    cross_validate: Annotated[
+        bool,
+        typer.Option(
+            "--cross-validate", help="Also leave-one-model-out and leave-one-family-out (slow)."
+        ),
+    ] = False,
     write_efficiency: Annotated[
         Path | None,
-        typer.Option("--write-efficiency", help="Write the fitted factors as an efficiency CSV."),
+        typer.Option(
+            "--write-efficiency",
+            help="Write the catalog's factors with the fitted families replaced, and rate error "
+            "bands from the held-out points, as an efficiency CSV.",
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write the fit report as Markdown.")
     ] = None,
     as_json: JsonOption = False,
     racks: RacksOption = None,
     llms: LlmsOption = None,
     efficiency: EfficiencyOption = None,
 ) -> None:
-    """Fit each rack family's η_F, η_B to measured points; report residuals."""
+    """Fit each rack family's η_F, η_B and τ_layer within physical bounds; report the error on
+    the points not fitted, per family, model and scenario type."""
     catalog = _catalog(racks, llms, efficiency)
+    measured = measured or MEASURED_FILE
     points = load_measured(measured)
-    report = calibrate(catalog, points, str(measured), fit_on or ())
+    keys = None if fit_on else load_fit_points(split or FIT_POINTS_FILE)
+    result = calibrate(catalog, points, str(measured), fit_on or (), keys)
+    factors = with_rate_bands(result)
+    folds = cross_validation(catalog, points, result.fit_keys) if cross_validate else {}
     if write_efficiency is not None:
-        merged = {**catalog.efficiency, **report.factors}
-        atomic_write_text(write_efficiency, efficiency_csv(merged))
+        atomic_write_text(write_efficiency, efficiency_csv({**catalog.efficiency, **factors}))
+    if report is not None:
+        atomic_write_text(report, calibration_markdown(result, factors, folds))
     if as_json:
-        _print_json(report.as_json())
+        data = result.as_json()
+        data["factors"] = {family: f.model_dump(mode="json") for family, f in factors.items()}
+        for name, errors in folds.items():
+            data.update(breakdown_json(errors, name))
+        _print_json(data)
         return
-    table = Table(title="fitted efficiency factors")
-    for column in ("family", "η_F (flops_fraction)", "η_B (bandwidth_fraction)"):
-        table.add_column(column)
-    for family, f in report.factors.items():
-        table.add_row(family, f"{f.flops_fraction:.3f}", f"{f.bandwidth_fraction:.3f}")
+    table = Table(title="fitted efficiency factors (bounds: docs/calibration.md)")
+    for column in ("family", "η_F", "η_B", "τ_layer µs", "overlap p", "M½ tokens", "rate band %"):
+        table.add_column(column, justify="right")
+    for family, f in factors.items():
+        table.add_row(
+            family,
+            f"{f.flops_fraction:.3f}",
+            f"{f.bandwidth_fraction:.3f}",
+            f"{f.layer_overhead_us:.1f}",
+            f"{f.overlap_exponent:.2f}",
+            f"{f.gemm_half_efficiency_tokens:.0f}",
+            f"−{f.rate_error_low_pct:.0f} / +{f.rate_error_high_pct:.0f}",
+        )
     out.print(table)
-    out.print(_errors_table("predicted vs measured", report.errors))
-    for label, fitted in (("fitted points", True), ("held-out points", False)):
-        value = report.median_error_pct(fitted)
-        if value is not None:
-            out.print(f"median |error| on {label}: {value:.1f} %")
+    out.print(_errors_table("predicted vs measured", result.errors))
+    _print_breakdown([e for e in result.errors if not e.fitted], "held-out points")
+    for name, errors in folds.items():
+        _print_breakdown(errors, name)
     if write_efficiency is not None:
         out.print(f"factors written to {write_efficiency} (use with --efficiency)")
 
 
 @app.command("validate")
 def validate_command(
-    measured: Annotated[Path, typer.Argument(help="CSV of measured points.")],
+    measured: MeasuredArgument = None,
     as_json: JsonOption = False,
     racks: RacksOption = None,
     llms: LlmsOption = None,
     efficiency: EfficiencyOption = None,
 ) -> None:
-    """Predicted vs measured throughput with the catalog's efficiency factors."""
+    """Predicted vs measured throughput with the catalog's efficiency factors: per point, per
+    family, per model and per scenario type, with the geometric-mean bias and the error of
+    ratios between systems."""
     catalog = _catalog(racks, llms, efficiency)
+    measured = measured or MEASURED_FILE
     errors = validate(catalog, load_measured(measured), str(measured))
     median = median_abs_error_pct(errors)
     if as_json:
@@ -374,6 +480,7 @@ def validate_command(
                         "rack": e.point.rack,
                         "llm": e.point.llm,
                         "scenario": e.point.scenario,
+                        "family": e.family,
                         "measured_output_tokens_per_s_per_chip": (
                             e.point.measured_output_tokens_per_s_per_chip
                         ),
@@ -383,12 +490,12 @@ def validate_command(
                     for e in errors
                 ],
                 "median_abs_error_pct": median,
+                **breakdown_json(errors, "all"),
             }
         )
         return
     out.print(_errors_table("predicted vs measured", errors))
-    if median is not None:
-        out.print(f"median |error|: {median:.1f} %")
+    _print_breakdown(errors, "all points")
 
 
 class ExportFormat(StrEnum):
