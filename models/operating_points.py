@@ -257,9 +257,11 @@ class ReplicaSet:
         workload: Workload,
         efficiency: EfficiencyFactors,
     ) -> ReplicaSet:
-        chips = np.array(
-            replica_sizes(rack, llm, precision, efficiency.max_weight_share), dtype=float
-        )
+        # Prefill replicas only hold the prompts in flight, so they may fill memory with
+        # weights; decode replicas keep the weights to max_weight_share of it (KV room).
+        sizes = set(replica_sizes(rack, llm, precision))
+        sizes |= set(replica_sizes(rack, llm, precision, efficiency.max_weight_share))
+        chips = np.array(sorted(sizes), dtype=float)
         racks = racks_per_replica(rack.chips_per_rack, chips)
         return cls(
             rack=rack,
@@ -284,8 +286,15 @@ class ReplicaSet:
     def decode_batch_limits(self) -> np.ndarray:
         """⌊(usable − W) / kv(ctx)⌋ per replica size, capped by the engine: at most
         ``max_batch_per_replica`` sequences and ``max_tokens_per_step`` tokens per step
-        (b·(d + 1) with d drafted tokens)."""
-        return self._batch_limit(self.workload.mean_decode_context, self._decode_cap())
+        (b·(d + 1) with d drafted tokens); 0 where the weights exceed ``max_weight_share`` of
+        the usable memory (deployments give a decode replica room for its KV cache)."""
+        limits = self._batch_limit(self.workload.mean_decode_context, self._decode_cap())
+        return np.where(self._decode_allowed(), limits, 0.0)
+
+    def _decode_allowed(self) -> np.ndarray:
+        weights = weight_bytes_total(self.llm, self.precision)
+        share = self.efficiency.max_weight_share
+        return weights <= share * self.hw.capacity_bytes * (1 + 1e-9)
 
     def _decode_cap(self) -> int:
         engine = self.efficiency

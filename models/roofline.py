@@ -302,18 +302,22 @@ def dense_gemm_flops(llm: LLM, tokens: np.ndarray) -> np.ndarray:
 
 
 def expert_load_imbalance(llm: LLM, hw: ReplicaHardware, tokens: np.ndarray | float) -> np.ndarray:
-    """ι: busiest expert's load / mean load in a pass of T tokens.
+    """ι: the busiest chip's expert load / the mean, in a pass of T tokens on n chips.
 
-    Uniform routing gives each expert a Poisson load of mean m = T·k/E; the largest of E such
-    loads is about m + √(2·ln E·m), so ι_stat = 1 + √(2·ln E / m). Real routers are skewed
-    beyond that: ``moe_imbalance`` (≥ 1) multiplies it. 1 for dense models.
+    Experts are spread over the replica's n chips (expert parallelism). Uniform routing gives
+    each chip a Poisson load of mean m = T·k/n routed tokens; the largest of n such loads is
+    about m + √(2·ln n·m), so ι_stat = 1 + √(2·ln n / m), at most n (one chip doing all the
+    work). Real routers are skewed beyond that: ``moe_imbalance`` (≥ 1) multiplies it. 1 for
+    dense models and for a single chip (its experts run one after another).
     """
     tokens = np.asarray(tokens, dtype=float)
     if not llm.is_moe:
-        return np.ones_like(tokens)
-    per_expert = np.maximum(tokens * llm.routed_fraction, 1e-9)
-    statistical = 1.0 + np.sqrt(2.0 * math.log(llm.experts_total) / per_expert)
-    return hw.moe_imbalance * np.minimum(statistical, float(llm.experts_total))
+        return np.ones(np.broadcast_shapes(tokens.shape, hw.chips.shape))
+    chips = hw.chips
+    per_chip = np.maximum(tokens * llm.experts_routed / chips, 1e-9)
+    spread = np.sqrt(2.0 * np.log(np.maximum(chips, 1.0)) / per_chip)
+    statistical = np.minimum(1.0 + spread, np.maximum(chips, 1.0))
+    return hw.moe_imbalance * statistical
 
 
 def expert_gemm_flops(llm: LLM, hw: ReplicaHardware, tokens: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from rackplan.models.base import Frozen
-from rackplan.models.workload import PrecisionName, Workload
+from rackplan.models.workload import PrecisionName, SlaPercentile, Workload
 
 HOURS_PER_YEAR = 8760.0
 Name = str
@@ -42,10 +42,22 @@ class WorkloadClass(Frozen):
     output_tokens: float = Field(ge=1)
     prefix_hit_rate: float = Field(default=0.0, ge=0, lt=1)
     ttft_ms: float | None = Field(default=None, gt=0)
+    """TTFT target at ``sla_percentile``, ms."""
     tpot_ms: float | None = Field(default=None, gt=0)
+    """TPOT target at ``sla_percentile``, ms."""
+    sla_percentile: SlaPercentile = "mean"
+    """Statistic the targets bound (mean, p50 … p99); see ``models.latency``."""
+    speculative_draft_tokens: int = Field(default=0, ge=0, le=16)
+    speculative_acceptance: float = Field(default=0.0, ge=0, lt=1)
     max_utilisation: float = Field(default=0.8, gt=0, lt=1)
     modes: frozenset[ServingMode] = frozenset({ServingMode.disaggregated, ServingMode.aggregated})
     precision: PrecisionName = "fp8"
+
+    @model_validator(mode="after")
+    def _check_speculation(self) -> WorkloadClass:
+        if self.speculative_acceptance > 0 and self.speculative_draft_tokens == 0:
+            raise ValueError("speculative_acceptance needs speculative_draft_tokens > 0")
+        return self
 
     def workload(self) -> Workload:
         return Workload(
@@ -54,6 +66,9 @@ class WorkloadClass(Frozen):
             prefix_hit_rate=self.prefix_hit_rate,
             ttft_ms=self.ttft_ms,
             tpot_ms=self.tpot_ms,
+            sla_percentile=self.sla_percentile,
+            speculative_draft_tokens=self.speculative_draft_tokens,
+            speculative_acceptance=self.speculative_acceptance,
             max_utilisation=self.max_utilisation,
         )
 

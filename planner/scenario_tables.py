@@ -166,10 +166,41 @@ CLASSES = Table(
             "Share of prompt tokens served from the prefix cache.",
         ),
         Column(
-            "ttft_ms", "number", False, "2000", "Mean time-to-first-token target, ms (blank: none)."
+            "ttft_ms",
+            "number",
+            False,
+            "2000",
+            "Time-to-first-token target at sla_percentile, ms (blank: none).",
         ),
         Column(
-            "tpot_ms", "number", False, "40", "Mean time-per-output-token target, ms (blank: none)."
+            "tpot_ms",
+            "number",
+            False,
+            "40",
+            "Time-per-output-token target at sla_percentile, ms (blank: none).",
+        ),
+        Column(
+            "sla_percentile",
+            "choice",
+            False,
+            "p99",
+            "Statistic the TTFT/TPOT targets bound: mean, p50, p90, p95 or p99 (blank: mean). "
+            "Percentiles convert from the model's means: docs/physics.md.",
+            ("mean", "p50", "p90", "p95", "p99"),
+        ),
+        Column(
+            "speculative_draft_tokens",
+            "integer",
+            False,
+            "0",
+            "Speculative decoding / MTP: tokens drafted per step (blank or 0: off).",
+        ),
+        Column(
+            "speculative_acceptance",
+            "fraction",
+            False,
+            "",
+            "Probability each drafted token is accepted (needs speculative_draft_tokens).",
         ),
         Column(
             "max_utilisation",

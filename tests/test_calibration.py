@@ -24,11 +24,18 @@ PRIOR = EfficiencyFactors(
     max_batch_per_replica=2048,
     max_tokens_per_step=8192,
     max_weight_share=0.5,
-    moe_imbalance=1.3,
+    moe_imbalance=1.0,
+    overlap_exponent=4.0,
+    gemm_half_efficiency_tokens=128,
     activation_elements_per_layer=16,
 )
 TRUE_FACTORS = PRIOR.model_copy(
-    update={"flops_fraction": 0.45, "bandwidth_fraction": 0.8, "layer_overhead_us": 20.0}
+    update={
+        "flops_fraction": 0.45,
+        "bandwidth_fraction": 0.8,
+        "layer_overhead_us": 20.0,
+        "overlap_exponent": 3.0,
+    }
 )
 
 

@@ -231,7 +231,7 @@ def test_power_capped_colo_pareto(tmp_path):
 
 def test_scenario_file_docs_are_current():
     """docs/scenario-files.md is rendered from the table specs; regenerate it with
-    python -c "from planner.scenario_tables import markdown as m; print(m(), end='')" \
+    python -c "from rackplan.planner.scenario_tables import markdown as m; print(m(), end='')" \
         > docs/scenario-files.md"""
     from rackplan.planner.scenario_tables import markdown
 
