@@ -11,7 +11,7 @@ import csv
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -291,6 +291,10 @@ class SpeedRecord(BaseModel):
     llm: str
     precision: PrecisionName
     tokens_per_s_per_user: float = Field(gt=0)
+    bound: Literal["value", "lower"] = "value"
+    """``lower``: the source says "over" this figure (a lower bound, not a value)."""
+    max_chips: int | None = Field(default=None, ge=1)
+    """Chips of the system the record ran on, when the source says (replicas no wider)."""
     source: str = Field(min_length=1)
     date: str = ""
     confidence: str = ""
