@@ -10,7 +10,6 @@ the optimal plan's savings are measured against real alternatives:
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -20,6 +19,7 @@ import pyomo.environ as pyo
 from rackplan.models.hardware import MemoryKind
 from rackplan.models.scenario import HOURS_PER_YEAR, AllocationMode
 from rackplan.planner.data import PlanData
+from rackplan.planner.numeric import safe_ceil
 from rackplan.planner.solve import PlanSolver
 
 
@@ -129,7 +129,7 @@ def _greedy_purchases(data: PlanData) -> dict[tuple[str, str], int]:
         for r, need in need_racks.items():
             lot = data.racks[r].option.lot_size
             short = max(0.0, need - installed[r])
-            lots = math.ceil(short / lot - 1e-9)
+            lots = safe_ceil(short / lot)
             limit = data.racks[r].option.supply_limit_per_period
             if limit is not None:
                 lots = min(lots, limit // lot)

@@ -18,7 +18,11 @@ from rackplan.planner.data import Diagnostic, PlanData
 from rackplan.planner.solve import PlanSolver, SolveOutcome
 
 VALUE_TOLERANCE = 1e-6
-OBJECTIVE_UNITS = {"min_tco": "USD", "max_served": "output tokens/s served", "min_power": "kWh"}
+OBJECTIVE_UNITS = {
+    "min_tco": "USD",
+    "max_served": "output tokens served over the horizon",
+    "min_power": "kWh",
+}
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ class Plan:
     tco_usd: float
     """Discounted TCO of this plan, USD (equals the objective under min_tco)."""
     objective_unit: str = "USD"
-    """USD (min_tco), output tokens/s served (max_served) or kWh (min_power)."""
+    """USD (min_tco), output tokens served over the horizon (max_served) or kWh (min_power)."""
     shadow_prices: pd.DataFrame = field(default_factory=pd.DataFrame)
     baselines: pd.DataFrame = field(default_factory=pd.DataFrame)
     explanation: tuple[str, ...] = ()

@@ -76,6 +76,9 @@ class SolveOutcome:
     integer_variables: int
     constraints: int
     highs_version: str
+    tiebreak: float | None = None
+    """Value of the tie-break term (objective units) the solver added to the objective; the
+    reported objective and bound exclude it. None without a tie-break (min_tco, elastic)."""
 
     @property
     def has_solution(self) -> bool:
@@ -109,7 +112,7 @@ class PlanSolver:
         self._size = model_size(self.model)
         self._loaded = False
         self._start: highspy.HighsSolution | None = None
-        self._demand_changed = False
+        self._bounds_stale = False
         self._install_warm_start()
 
     def _install_warm_start(self) -> None:
@@ -146,7 +149,7 @@ class PlanSolver:
         Re-solves start from the previous incumbent (``_install_warm_start``).
         """
         options = self.options
-        if self._demand_changed:
+        if self._bounds_stale:
             self._refresh_fleet_floor()
         solver_options = {"mip_rel_gap": options.rel_gap, **options.checked_highs_options()}
         start = time.perf_counter()
@@ -188,9 +191,11 @@ class PlanSolver:
         incumbent = None if incumbent is None else incumbent * scale
         bound = None if bound is None else bound * scale
         has_incumbent = incumbent is not None and math.isfinite(incumbent)
+        tiebreak = None
         if has_incumbent:
             results.solution_loader.load_vars()
             self._remember_incumbent()
+            incumbent, bound, tiebreak = self._pure(incumbent, bound)
         if condition is TerminationCondition.convergenceCriteriaSatisfied:
             status = "optimal"
         elif condition in (
@@ -218,22 +223,40 @@ class PlanSolver:
             integer_variables=integers,
             constraints=constraints,
             highs_version=".".join(str(x) for x in self.solver.version()),
+            tiebreak=tiebreak,
         )
+
+    def _pure(
+        self, combined: float, bound: float | None
+    ) -> tuple[float, float | None, float | None]:
+        """(objective, bound, tie-break) without the tie-break, in user units.
+
+        The solver's objective is primary ± tie-break; the incumbent's primary is read from the
+        model, and the bound is shifted by the same offset (primary − bound keeps the solver's
+        absolute gap, which is what HiGHS proved)."""
+        m = self.model
+        if not hasattr(m, "primary_objective"):
+            return combined, bound, None
+        primary = pyo.value(m.primary_objective)
+        offset = combined - primary
+        shifted = None if bound is None else bound - offset
+        return primary, shifted, pyo.value(m.tiebreak) if m.tiebreak_weight else None
 
     # ------------------------------------------------------------------ what-if updates
     def set_power_cap_mw(self, period: str, value: float) -> None:
         self.model.power_cap_mw[period] = value
+        self._bounds_stale = True
 
     def set_capex_budget_usd(self, period: str, value: float) -> None:
         self.model.capex_budget_usd[period] = value
 
     def set_demand(self, workload_class: str, phase: str, period: str, value: float) -> None:
         self.model.demand[workload_class, phase, period] = value
-        self._demand_changed = True
+        self._bounds_stale = True
 
     def _refresh_fleet_floor(self) -> None:
-        """Recompute the demand-derived bounds (the fleet-size valid inequality and the K-types
-        big-M) from the current demand parameters."""
+        """Recompute the bounds derived from demand and power caps (the fleet-size valid
+        inequality and the K-types big-M) from the current parameter values."""
         m = self.model
 
         def demand(c: str, phase: str, p: str) -> float:
@@ -242,9 +265,11 @@ class PlanSolver:
         for p, value in fleet_floor(self.data, demand).items():
             m.fleet_floor[p] = value
         if hasattr(m, "fleet_bound"):
-            for r, value in fleet_upper_bounds(self.data, demand).items():
+            caps = {p: pyo.value(v) for p, v in m.power_cap_mw.items()}
+            bounds = fleet_upper_bounds(self.data, demand, caps, elastic=m.elastic)
+            for r, value in bounds.items():
                 m.fleet_bound[r] = value
-        self._demand_changed = False
+        self._bounds_stale = False
 
     def set_capex_usd(self, rack: str, value: float) -> None:
         self.model.capex_usd[rack] = value
