@@ -457,8 +457,10 @@ def _export(result, target: Path, export_format: ExportFormat) -> Path:
 
 
 def _print_summary(result) -> None:
-    colour = {"optimal": "green", "time_limit": "yellow"}.get(result.status, "red")
-    out.print(f"[bold]{result.data.scenario.name}[/]: [{colour}]{result.status}[/]")
+    colour = {"optimal": "green", "feasible": "yellow", "time_limit": "yellow"}.get(
+        result.status, "red"
+    )
+    out.print(f"[bold]{result.data.scenario.name}[/]: [{colour}]{result.status_text}[/]")
     for line in result.explanation:
         out.print(f"  {line}", markup=False, highlight=False)
     if result.plan is None:

@@ -63,12 +63,14 @@ class Plan:
         return {
             "scenario": self.scenario,
             "status": o.status,
+            "status_text": o.status_text,
             "objective_usd": o.objective if in_usd else None,
             "best_bound_usd": o.best_bound if in_usd else None,
             "objective": o.objective,
             "best_bound": o.best_bound,
             "objective_unit": self.objective_unit,
             "gap": o.gap,
+            "tiebreak": o.tiebreak,
             "tco_usd": self.tco_usd,
             "solver": {
                 "name": "HiGHS",

@@ -18,7 +18,7 @@ from rackplan.planner.data import PlanData, prepare
 from rackplan.planner.diagnose import Relaxation, explain_infeasible
 from rackplan.planner.plan import Plan, extract_plan
 from rackplan.planner.shadow import shadow_prices
-from rackplan.planner.solve import PlanSolver, SolveOptions, SolveOutcome
+from rackplan.planner.solve import PlanSolver, SolveOptions, SolveOutcome, status_text
 from rackplan.planner.verify import Violation, verify_plan
 
 
@@ -37,6 +37,11 @@ class PlanResult:
     @property
     def feasible(self) -> bool:
         return self.plan is not None
+
+    @property
+    def status_text(self) -> str:
+        """ "optimal", "within 0.31 % of optimal", … (see ``solve.status_text``)."""
+        return status_text(self.status, self.plan.outcome.gap if self.plan else None)
 
     def as_json(self) -> dict:
         if self.plan is not None:
@@ -62,6 +67,7 @@ class PlanResult:
                 },
             }
         body["status"] = self.status
+        body["status_text"] = self.status_text
         body["explanation"] = list(self.explanation)
         body["relaxations"] = [
             {
@@ -135,6 +141,8 @@ def summarise(plan: Plan, data: PlanData) -> list[str]:
     gap = "" if o.gap is None else f", gap {o.gap:.3%}"
     if o.status == "time_limit":
         lines.append(f"TIME LIMIT reached: best plan found so far, not proven optimal{gap}")
+    elif o.status == "feasible":
+        lines.append(f"not proven optimal: {o.status_text}")
     buys = plan.purchases.groupby("period", sort=False)
     for period, rows in buys:
         items = ", ".join(f"{int(r.racks_bought)} × {r.rack}" for r in rows.itertuples())

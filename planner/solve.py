@@ -58,12 +58,43 @@ class SolveOptions:
         return dict(self.highs_options)
 
 
+OPTIMAL_GAP = 1e-4
+"""A plan is called optimal only when its proven relative gap is at most this."""
+
+CUT_SHORT = {TerminationCondition.maxTimeLimit, TerminationCondition.iterationLimit}
+INFEASIBLE = {TerminationCondition.provenInfeasible, TerminationCondition.infeasibleOrUnbounded}
+
+
+def solve_status(condition: TerminationCondition, has_incumbent: bool, gap: float | None) -> str:
+    """optimal (gap ≤ ``OPTIMAL_GAP``) | feasible (a plan whose gap is larger or unknown; the
+    solver reached its own gap target) | time_limit (a plan, stopped by the time limit before
+    proving ``OPTIMAL_GAP``) | infeasible | no_solution (no plan in the time) | error."""
+    if has_incumbent:
+        if gap is not None and gap <= OPTIMAL_GAP:
+            return "optimal"
+        return "time_limit" if condition in CUT_SHORT else "feasible"
+    if condition in INFEASIBLE:
+        return "infeasible"
+    return "no_solution" if condition in CUT_SHORT else "error"
+
+
+def status_text(status: str, gap: float | None) -> str:
+    """The status in words: "optimal", "within 0.31 % of optimal", "time limit reached: within
+    2.4 % of optimal", or the status itself."""
+    within = "gap unknown" if gap is None else f"within {100 * gap:.2g} % of optimal"
+    if status == "feasible":
+        return within
+    if status == "time_limit":
+        return f"time limit reached: {within}"
+    return {"no_solution": "no plan found within the time limit"}.get(status, status)
+
+
 @dataclass(frozen=True)
 class SolveOutcome:
     """Solver facts in user terms."""
 
     status: str
-    """optimal | time_limit (incumbent returned, gap > target) | infeasible | no_solution | error"""
+    """See ``solve_status``: optimal only when the gap is ≤ ``OPTIMAL_GAP``."""
     termination: str
     objective: float | None
     best_bound: float | None
@@ -82,7 +113,11 @@ class SolveOutcome:
 
     @property
     def has_solution(self) -> bool:
-        return self.objective is not None and self.status in {"optimal", "time_limit"}
+        return self.objective is not None and self.status in {"optimal", "feasible", "time_limit"}
+
+    @property
+    def status_text(self) -> str:
+        return status_text(self.status, self.gap)
 
 
 def model_size(model: pyo.ConcreteModel) -> tuple[int, int, int]:
@@ -196,20 +231,10 @@ class PlanSolver:
             results.solution_loader.load_vars()
             self._remember_incumbent()
             incumbent, bound, tiebreak = self._pure(incumbent, bound)
-        if condition is TerminationCondition.convergenceCriteriaSatisfied:
-            status = "optimal"
-        elif condition in (
-            TerminationCondition.provenInfeasible,
-            TerminationCondition.infeasibleOrUnbounded,
-        ):
-            status = "infeasible"
-        elif condition in (TerminationCondition.maxTimeLimit, TerminationCondition.iterationLimit):
-            status = "time_limit" if has_incumbent else "no_solution"
-        else:
-            status = "error" if not has_incumbent else "time_limit"
         gap = None
         if has_incumbent and bound is not None and math.isfinite(bound):
             gap = abs(incumbent - bound) / max(abs(incumbent), 1e-9)
+        status = solve_status(condition, has_incumbent, gap)
         variables, integers, constraints = self._size
         return SolveOutcome(
             status=status,

@@ -206,3 +206,46 @@ def test_max_served_reports_tokens_without_the_tie_break(catalog):
     decode = plan.service[plan.service["phase"] == "decode"]
     tokens = (decode["forecast_tokens_per_s"] * decode["served_share"]).sum() * 2000 * 3600
     assert plan.outcome.objective == pytest.approx(tokens, rel=1e-12)
+
+
+# ---- honest status: "optimal" only at a proven gap ≤ 1e-4
+@pytest.mark.parametrize(
+    ("condition", "incumbent", "gap", "status", "text"),
+    [
+        ("convergenceCriteriaSatisfied", True, 0.0, "optimal", "optimal"),
+        ("convergenceCriteriaSatisfied", True, 1e-4, "optimal", "optimal"),
+        ("convergenceCriteriaSatisfied", True, 0.0031, "feasible", "within 0.31 % of optimal"),
+        ("convergenceCriteriaSatisfied", True, None, "feasible", "gap unknown"),
+        ("maxTimeLimit", True, 0.024, "time_limit", "time limit reached: within 2.4 % of optimal"),
+        ("maxTimeLimit", True, 5e-5, "optimal", "optimal"),
+        ("maxTimeLimit", False, None, "no_solution", "no plan found within the time limit"),
+        ("provenInfeasible", False, None, "infeasible", "infeasible"),
+    ],
+)
+def test_status_says_optimal_only_within_the_gap(condition, incumbent, gap, status, text):
+    from pyomo.contrib.solver.common.results import TerminationCondition
+
+    from rackplan.planner.solve import solve_status, status_text
+
+    found = solve_status(TerminationCondition[condition], incumbent, gap)
+    assert found == status
+    assert status_text(found, gap) == text
+
+
+def test_a_loose_gap_is_reported_as_within_not_optimal(catalog):
+    """A loose target (50 %): HiGHS stops at its first incumbent, 0.48 % above the bound. It was
+    reported "optimal"; now it is "within 0.48 % of optimal" in the JSON and the summary."""
+    from rackplan.planner.export import summary_frame
+    from rackplan.planner.run import plan_scenario
+    from rackplan.planner.solve import SolveOptions
+
+    result = plan_scenario(
+        _slow_and_fast(1), catalog, SolveOptions(rel_gap=0.5), with_baselines=False
+    )
+    gap = result.plan.outcome.gap
+    body = result.as_json()
+    summary = summary_frame(result).set_index("key")["value"]
+    assert gap > 1e-4
+    assert body["status"] == "feasible"
+    assert body["status_text"] == f"within {100 * gap:.2g} % of optimal"
+    assert summary["status_text"] == body["status_text"]
