@@ -44,6 +44,8 @@ class Plan:
     baselines: pd.DataFrame = field(default_factory=pd.DataFrame)
     explanation: tuple[str, ...] = ()
     diagnostics: tuple[Diagnostic, ...] = ()
+    cut_short: tuple[str, ...] = ()
+    """Steps of the plan that its one time budget stopped early or skipped."""
 
     @property
     def status(self) -> str:
@@ -93,6 +95,7 @@ class Plan:
             "baselines": records(self.baselines),
             "explanation": list(self.explanation),
             "diagnostics": [d.message for d in self.diagnostics],
+            "cut_short": list(self.cut_short),
         }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import highspy
@@ -133,13 +134,54 @@ def model_size(model: pyo.ConcreteModel) -> tuple[int, int, int]:
     return variables, integers, constraints
 
 
-class PlanSolver:
-    """One model, one persistent HiGHS instance; ``solve`` may be called after updates."""
+class TimeBudget:
+    """One time budget for a whole plan (main solve, baselines, shadow prices, Pareto steps…).
 
-    def __init__(self, data: PlanData, options: SolveOptions | None = None, elastic: bool = False):
+    Each step gets what is left (``remaining``, seconds); a step stopped by the limit, or
+    skipped because nothing was left, is recorded in ``cut_short`` by name.
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.perf_counter):
+        self.clock = clock
+        self.deadline = clock() + seconds
+        self.cut_short: list[str] = []
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - self.clock())
+
+    def spent(self) -> bool:
+        return self.remaining() <= 0.0
+
+    def cut(self, step: str) -> None:
+        if step not in self.cut_short:
+            self.cut_short.append(step)
+
+    def skip_if_spent(self, step: str) -> bool:
+        """True (and ``step`` recorded as cut short) when no time is left for it."""
+        if self.spent():
+            self.cut(step)
+            return True
+        return False
+
+
+class PlanSolver:
+    """One model, one persistent HiGHS instance; ``solve`` may be called after updates.
+
+    With a ``TimeBudget`` every solve gets at most what is left of it, and solves stopped by
+    the limit are recorded there; without one each solve gets ``options.time_limit_s``.
+    """
+
+    def __init__(
+        self,
+        data: PlanData,
+        options: SolveOptions | None = None,
+        elastic: bool = False,
+        budget: TimeBudget | None = None,
+    ):
         self.data = data
         self.options = options or SolveOptions()
         self.options.checked_highs_options()
+        self.budget = budget
         start = time.perf_counter()
         self.model = build_model(data, elastic=elastic)
         self.build_s = time.perf_counter() - start
@@ -178,10 +220,16 @@ class PlanSolver:
             start.value_valid = True
             self._start = start
 
-    def solve(self, **overrides: object) -> SolveOutcome:
+    def time_limit(self) -> float:
+        """Seconds the next solve may take: the option, capped by what is left of the budget."""
+        limit = self.options.time_limit_s
+        return limit if self.budget is None else min(limit, self.budget.remaining())
+
+    def solve(self, step: str = "main solve") -> SolveOutcome:
         """Solve (or re-solve after changes) and load the incumbent into the model.
 
-        Re-solves start from the previous incumbent (``_install_warm_start``).
+        Re-solves start from the previous incumbent (``_install_warm_start``). ``step`` names
+        the solve in the budget's ``cut_short`` list if the time limit stops it.
         """
         options = self.options
         if self._bounds_stale:
@@ -190,7 +238,7 @@ class PlanSolver:
         start = time.perf_counter()
         results = self.solver.solve(
             self.model,
-            time_limit=float(overrides.get("time_limit_s", options.time_limit_s)),
+            time_limit=self.time_limit(),
             threads=options.threads,
             load_solutions=False,
             raise_exception_on_nonoptimal_result=False,
@@ -200,7 +248,10 @@ class PlanSolver:
             self._loaded = True
             self._tune_updates()
         solve_s = time.perf_counter() - start
-        return self._outcome(results, solve_s)
+        outcome = self._outcome(results, solve_s)
+        if self.budget is not None and results.termination_condition in CUT_SHORT:
+            self.budget.cut(step)
+        return outcome
 
     def _tune_updates(self) -> None:
         """After the first solve, only parameter values change between what-ifs: skip the scans
