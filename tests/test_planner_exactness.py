@@ -249,3 +249,23 @@ def test_a_loose_gap_is_reported_as_within_not_optimal(catalog):
     assert body["status"] == "feasible"
     assert body["status_text"] == f"within {100 * gap:.2g} % of optimal"
     assert summary["status_text"] == body["status_text"]
+
+
+def test_partial_measured_rates_fall_back_to_the_roofline_with_a_warning(catalog):
+    """Measured prefill and decode for (hgx-h100, chat), but the class may also run aggregated:
+    that mode comes from the roofline, and the plan says so by name."""
+    from tests.planning import measured
+
+    sc = _slow_and_fast(None)
+    sc = sc.model_copy(
+        update={
+            "measured_rates": measured("hgx-h100", "chat", prefill=4000, decode=1000, power_kw=9)
+        }
+    )
+    result = solve_checked(sc, catalog, with_baselines=False, with_shadow_prices=False)
+    expected = (
+        "class 'chat' on hgx-h100: measured rates cover decode, prefill only; "
+        "aggregated use the roofline"
+    )
+    assert expected in result.as_json()["diagnostics"]
+    assert f"warning: {expected}" in result.explanation
