@@ -10,7 +10,6 @@ the optimal plan's savings are measured against real alternatives:
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -20,16 +19,22 @@ import pyomo.environ as pyo
 from rackplan.models.hardware import MemoryKind
 from rackplan.models.scenario import HOURS_PER_YEAR, AllocationMode
 from rackplan.planner.data import PlanData
+from rackplan.planner.numeric import safe_ceil
 from rackplan.planner.solve import PlanSolver
 
+NOT_SOLVED = "not solved: time budget spent"
 
-def _with_fixed(solver: PlanSolver, fix: Callable[[], list]) -> tuple[str, float | None]:
-    """Fix what ``fix`` fixes, solve, unfix, and restore the caller's solution afterwards."""
+
+def _with_fixed(solver: PlanSolver, fix: Callable[[], list], step: str) -> tuple[str, float | None]:
+    """Fix what ``fix`` fixes, solve, unfix, and restore the caller's solution afterwards.
+    Skipped (``NOT_SOLVED``) when the plan's time budget is spent."""
+    if solver.budget is not None and solver.budget.skip_if_spent(step):
+        return NOT_SOLVED, None
     saved = [(v, v.value) for v in solver.model.component_data_objects(pyo.Var)]
     solver.enable_variable_updates(True)
     fixed = fix()
     try:
-        outcome = solver.solve()
+        outcome = solver.solve(step)
         objective = outcome.objective if outcome.has_solution else None
         return outcome.status, objective
     finally:
@@ -66,7 +71,9 @@ def single_rack_type(data: PlanData, solver: PlanSolver) -> tuple[str, str, floa
     best: tuple[str, str, float | None] = ("single rack type: none feasible", "infeasible", None)
     for rack in data.racks:
         status, objective = _with_fixed(
-            solver, lambda rack=rack: _fix_purchases(solver, lambda r: r == rack)
+            solver,
+            lambda rack=rack: _fix_purchases(solver, lambda r: r == rack),
+            f"baseline: single rack type {rack}",
         )
         if objective is not None and (best[2] is None or objective < best[2]):
             best = (f"single rack type: {rack}", status, objective)
@@ -87,7 +94,7 @@ def all_hbm_aggregated(data: PlanData, solver: PlanSolver) -> tuple[str, str, fl
         )
         return fixed
 
-    status, objective = _with_fixed(solver, fix)
+    status, objective = _with_fixed(solver, fix, "baseline: all-HBM aggregated")
     return "all-HBM aggregated", status, objective
 
 
@@ -129,7 +136,7 @@ def _greedy_purchases(data: PlanData) -> dict[tuple[str, str], int]:
         for r, need in need_racks.items():
             lot = data.racks[r].option.lot_size
             short = max(0.0, need - installed[r])
-            lots = math.ceil(short / lot - 1e-9)
+            lots = safe_ceil(short / lot)
             limit = data.racks[r].option.supply_limit_per_period
             if limit is not None:
                 lots = min(lots, limit // lot)
@@ -158,7 +165,7 @@ def greedy(data: PlanData, solver: PlanSolver) -> tuple[str, str, float | None]:
             fixed.append(var)
         return fixed
 
-    status, objective = _with_fixed(solver, fix)
+    status, objective = _with_fixed(solver, fix, "baseline: greedy")
     return "greedy (cheapest cost per token, period by period)", status, objective
 
 
@@ -174,7 +181,7 @@ def baselines(data: PlanData, solver: PlanSolver, optimal_objective: float) -> p
         rows.append(
             {
                 "baseline": label,
-                "status": status if objective is not None else "infeasible",
+                "status": status if objective is not None or status == NOT_SOLVED else "infeasible",
                 "objective_usd": objective,
                 "saving_usd": saving,
                 "saving_pct": None

@@ -504,7 +504,12 @@ class ExportFormat(StrEnum):
     json = "json"
 
 
-TimeLimitOption = Annotated[float, typer.Option("--time-limit", help="Solver time limit, seconds.")]
+TimeLimitOption = Annotated[
+    float,
+    typer.Option(
+        "--time-limit", help="Time budget for the whole plan (every solve in it), seconds."
+    ),
+]
 GapOption = Annotated[float, typer.Option("--gap", help="Relative MIP gap to prove, e.g. 0.005.")]
 
 
@@ -564,8 +569,14 @@ def _export(result, target: Path, export_format: ExportFormat) -> Path:
 
 
 def _print_summary(result) -> None:
-    colour = {"optimal": "green", "time_limit": "yellow"}.get(result.status, "red")
-    out.print(f"[bold]{result.data.scenario.name}[/]: [{colour}]{result.status}[/]")
+    colour = {"optimal": "green", "feasible": "yellow", "time_limit": "yellow"}.get(
+        result.status, "red"
+    )
+    out.print(f"[bold]{result.data.scenario.name}[/]: [{colour}]{result.status_text}[/]")
+    if result.cut_short:
+        out.print("[yellow]cut short by the time limit:[/]")
+        for step in result.cut_short:
+            out.print(f"  - {step}", markup=False, highlight=False)
     for line in result.explanation:
         out.print(f"  {line}", markup=False, highlight=False)
     if result.plan is None:
@@ -680,6 +691,8 @@ def pareto_command(
         gap_text = "—" if row.gap is None or pd.isna(row.gap) else f"{row.gap:.2%}"
         table.add_row(f"{row.value:g}", row.status, tco, gap_text, "yes" if row.on_frontier else "")
     out.print(table)
+    for step in frame.attrs.get("cut_short", []):
+        out.print(f"cut short by the time limit: {step}", markup=False, highlight=False)
 
 
 @app.command()

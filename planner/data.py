@@ -469,10 +469,36 @@ def _availability_diagnostics(data: PlanData) -> list[Diagnostic]:
     return found
 
 
+def _measured_fallbacks(columns: list[Column]) -> list[Diagnostic]:
+    """A warning per (rack, class) with measured rates for some modes and roofline columns for
+    others: the unlisted modes fall back to the roofline, and the plan says which."""
+    measured: dict[tuple[str, str], set[str]] = {}
+    derived: dict[tuple[str, str], set[str]] = {}
+    for col in columns:
+        kind = measured if col.source.startswith("measured") else derived
+        kind.setdefault((col.rack, col.workload_class), set()).add(col.mode.value)
+    found = []
+    for (rack, cls), modes in sorted(derived.items()):
+        if (rack, cls) not in measured:
+            continue
+        fallback = ", ".join(sorted(modes))
+        found.append(
+            Diagnostic(
+                "measured_rate_fallback",
+                f"class '{cls}' on {rack}: measured rates cover "
+                f"{', '.join(sorted(measured[(rack, cls)]))} only; {fallback} use the roofline",
+                False,
+                cls,
+            )
+        )
+    return found
+
+
 def prepare(scenario: Scenario, catalog: Catalog) -> PlanData:
     """Resolve, derive and prune everything the model needs; collect pre-solve diagnostics."""
     racks = _resolve(scenario, catalog)
     columns, diagnostics = build_columns(scenario, catalog, racks)
+    diagnostics += _measured_fallbacks(columns)
     decode, prefill, output = _demand(scenario)
     data = PlanData(scenario, racks, columns, decode, prefill, output, diagnostics)
     data.diagnostics.extend(_availability_diagnostics(data))

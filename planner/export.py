@@ -28,7 +28,7 @@ TABLES = (
 
 def summary_frame(result: PlanResult) -> pd.DataFrame:
     """Key facts, one per row: status, objective, bound, gap, TCO, timings, explanation."""
-    rows = [("status", result.status)]
+    rows = [("status", result.status), ("status_text", result.status_text)]
     if result.plan is not None:
         o = result.plan.outcome
         rows += [

@@ -19,6 +19,7 @@ from pyomo.core.expr.numeric_expr import LinearExpression
 
 from rackplan.models.scenario import HOURS_PER_YEAR, Objective
 from rackplan.planner.data import PlanData
+from rackplan.planner.numeric import safe_ceil, safe_floor
 
 PHASES = ("prefill", "decode")
 RATE_UNIT = 1e6
@@ -29,11 +30,9 @@ ENERGY_UNIT = 1e6
 """The min_power objective is written in GWh."""
 SLACK_UNITS = {"demand_cover": RATE_UNIT, "capex_budget": MONEY_UNIT, "total_budget": MONEY_UNIT}
 """Elastic slack variables live in the scaled units of their rows; × this gives user units."""
-SERVED_TIEBREAK_USD = 1e-9
-"""max_served: weight on TCO (per USD) below the served-token objective, to pick the
-cheapest of equally served plans."""
 POWER_TIEBREAK_USD = 1e-7
-"""min_power: weight on TCO (per USD) below the energy objective (kWh)."""
+"""min_power: kWh per USD of TCO in the tie-break (a plan's TCO in USD is of the order of its
+kWh, so this is ≈ 1e-7 of the objective)."""
 
 
 def _linear(coefs: list[float], variables: list) -> LinearExpression | float:
@@ -139,11 +138,7 @@ def fleet_floor(
     the scenario's. What-if changes to demand must refresh the bound (``PlanSolver``), or a
     lowered demand would keep an invalid, too-high floor.
     """
-    if demand is None:
-
-        def demand(c: str, phase: str, p: str) -> float:
-            return (data.demand_decode if phase == "decode" else data.demand_prefill)[(c, p)]
-
+    demand = demand or _demand_of(data)
     spare = data.scenario.policy.spare_fraction
     best = defaultdict(float)
     for col in data.columns:
@@ -160,7 +155,7 @@ def fleet_floor(
                 if value > 0 and best[(c, phase)] > 0:
                     need += value / best[(c, phase)]
             bounds.append(need)
-        floor[p] = math.ceil(max(bounds) / (1 - spare) - 1e-6) if max(bounds) > 0 else 0
+        floor[p] = safe_ceil(max(bounds) / (1 - spare)) if max(bounds) > 0 else 0
     return floor
 
 
@@ -402,79 +397,121 @@ def define_rack_supply(m: pyo.ConcreteModel, data: PlanData) -> None:
 
 def define_rack_types_max(m: pyo.ConcreteModel, data: PlanData) -> None:
     """Σ_r type_used[r] ≤ K and installed[r,t] ≤ M_r·type_used[r] (M_r: ``fleet_upper_bounds``,
-    a mutable parameter refreshed when demand changes)."""
+    a mutable parameter refreshed when demand or power caps change)."""
     limit = data.scenario.policy.max_rack_types
     if limit is None:
         return
     m.rack_types_max = pyo.Constraint(expr=sum(m.type_used[r] for r in m.R) <= limit)
     m.fleet_bound = pyo.Param(
-        m.R, initialize=fleet_upper_bounds(data), mutable=True, within=pyo.Reals
+        m.R,
+        initialize=fleet_upper_bounds(data, elastic=m.elastic),
+        mutable=True,
+        within=pyo.Reals,
     )
     m.rack_type_link = pyo.Constraint(
         m.R, m.T, rule=lambda _m, r, p: m.installed[r, p] <= m.fleet_bound[r] * m.type_used[r]
     )
 
 
-def fleet_upper_bounds(
-    data: PlanData, demand: Callable[[str, str, str], float] | None = None
-) -> dict[str, float]:
-    """A fleet size of each rack type that no optimal plan exceeds (the big-M of K types).
+def _demand_of(data: PlanData) -> Callable[[str, str, str], float]:
+    """The scenario's demand rows, ``demand(class, phase, period)`` in tokens/s."""
 
-    The tightest of the hard limits that apply — existing + supply × periods; the floor space;
-    the largest power cap / (PUE · P_load) — else a demand bound: in a plan without useless
-    purchases every batch bought serves some period, so a batch is at most the busiest
-    period's need of this type alone (Σ_c,phase demand / best rate, whole replicas rounded up
-    per class and phase, / (1 − spare)) rounded up to lots; at most one batch per period is
-    alive at once, so M = existing + periods × that batch. Loose, but valid even when budgets
-    or supply force buying ahead and lifetimes overlap batches.
+    def demand(c: str, phase: str, p: str) -> float:
+        return (data.demand_decode if phase == "decode" else data.demand_prefill)[(c, p)]
+
+    return demand
+
+
+def slowest_rates(data: PlanData) -> dict[tuple[str, str, str], tuple[float, float]]:
+    """(rack, class, phase) → (ρ_min, q_max): the slowest rate of any column of that rack
+    covering that phase of the class (tokens/s per rack), and the largest whole-replica step
+    ρ_j·n_j of its integer columns (tokens/s; 0 when all its columns are continuous).
+
+    Bounds on how many racks a plan may use must hold for *every* column, so they divide by
+    ρ_min, never by the best rate.
     """
-    if demand is None:
+    found: dict[tuple[str, str, str], tuple[float, float]] = {}
+    for col in data.columns:
+        for phase, rate in (("decode", col.decode_rate), ("prefill", col.prefill_rate)):
+            if rate <= 0:
+                continue
+            key = (col.rack, col.workload_class, phase)
+            step = rate * col.racks_per_replica if col.integer else 0.0
+            slowest, largest = found.get(key, (math.inf, 0.0))
+            found[key] = (min(slowest, rate), max(largest, step))
+    return found
 
-        def demand(c: str, phase: str, p: str) -> float:
-            return (data.demand_decode if phase == "decode" else data.demand_prefill)[(c, p)]
 
+def fleet_upper_bounds(
+    data: PlanData,
+    demand: Callable[[str, str, str], float] | None = None,
+    power_cap_mw: dict[str, float] | None = None,
+    elastic: bool = False,
+) -> dict[str, float]:
+    """M_r: a fleet size of rack type r that some optimal plan never exceeds (the K-types big-M).
+
+    The smallest of the bounds that apply:
+
+    - hard limits, valid for every feasible plan (skipped when ``elastic``: slacks relax them):
+      existing + supply_r × periods; the floor space; with a cap in every period,
+      ⌊max_t cap_t · 1000 / (PUE_t · P_load,r)⌋ racks;
+    - a demand bound, valid for some optimal plan: take an optimal plan and drop allocation that
+      covers more than needed. What is left of r's allocation for class c and phase φ covers at
+      most demand + q_max (one whole replica too many), at ≥ ρ_min tokens/s per rack, so
+      U_r,t = Σ_c,φ (demand_c,φ,t + q_max) / ρ_min / (1 − spare) racks hold it (an aggregated
+      column counts in both phases, so the sum over phases covers it). If removing one lot of a
+      purchase batch left ≥ U_r,t racks in every period it is alive, the plan without that lot
+      is feasible and strictly cheaper (capex > salvage; energy and maintenance fall). So every
+      batch has ≤ ⌈max_t U_r,t / lot⌉ lots, and M_r = existing + periods × that batch. Valid with
+      forced early buying, overlapping lifetimes and whole replicas, for every objective (each
+      has TCO at least as a tie-break).
+
+    ``demand`` and ``power_cap_mw`` give the current parameter values (what-ifs), by default the
+    scenario's.
+    """
+    demand = demand or _demand_of(data)
+    caps = (
+        power_cap_mw
+        if power_cap_mw is not None
+        else {p.name: p.power_cap_mw for p in data.scenario.periods if p.power_cap_mw is not None}
+    )
     spare = data.scenario.policy.spare_fraction
     count = len(data.periods)
+    rates = slowest_rates(data)
     bounds = {}
     for r, info in data.racks.items():
-        batch = 0.0
-        for p in data.periods:
-            need = 0.0
-            for c in data.classes:
-                for phase in ("decode", "prefill"):
-                    columns = [
-                        col for col in data.columns
-                        if col.rack == r and col.workload_class == c
-                        and (col.decode_rate if phase == "decode" else col.prefill_rate) > 0
-                    ]  # fmt: skip
-                    value = demand(c, phase, p)
-                    if not columns or value <= 0:
-                        continue
-                    best = max(
-                        col.decode_rate if phase == "decode" else col.prefill_rate
-                        for col in columns
-                    )
-                    rounding = max(
-                        (col.racks_per_replica for col in columns if col.integer), default=0.0
-                    )
-                    need += value / best + rounding
-            batch = max(batch, need / (1 - spare))
+        batch = max(
+            sum(
+                (demand(c, phase, p) + step) / slowest
+                for (rack, c, phase), (slowest, step) in rates.items()
+                if rack == r and demand(c, phase, p) > 0
+            )
+            / (1 - spare)
+            for p in data.periods
+        )
         lot = info.option.lot_size
-        by_demand = info.option.installed + count * (math.ceil(batch / lot) + 1) * lot
-        hard = [by_demand]
-        if info.option.supply_limit_per_period is not None:
-            hard.append(info.option.installed + info.option.supply_limit_per_period * count)
-        if data.scenario.floor_space_racks is not None:
-            hard.append(data.scenario.floor_space_racks)
-        caps = [
-            p.power_cap_mw * 1000.0 / (p.pue * info.power_kw_at_load)
-            for p in data.scenario.periods
-            if p.power_cap_mw
-        ]
-        if len(caps) == count:
-            hard.append(math.floor(max(caps)))
+        hard = [info.option.installed + count * safe_ceil(batch / lot) * lot]
+        if not elastic:
+            hard += _hard_fleet_limits(data, r, caps)
         bounds[r] = float(max(min(hard), info.option.installed))
     return bounds
+
+
+def _hard_fleet_limits(data: PlanData, rack: str, caps: dict[str, float]) -> list[int]:
+    """Limits on installed racks of one type that every feasible plan obeys (racks)."""
+    info = data.racks[rack]
+    count = len(data.periods)
+    limits = []
+    if info.option.supply_limit_per_period is not None:
+        limits.append(info.option.installed + info.option.supply_limit_per_period * count)
+    if data.scenario.floor_space_racks is not None:
+        limits.append(data.scenario.floor_space_racks)
+    pue = {p.name: p.pue for p in data.scenario.periods}
+    if len(caps) == count:
+        limits.append(
+            max(safe_floor(caps[p] * 1000.0 / (pue[p] * info.power_kw_at_load)) for p in caps)
+        )
+    return limits
 
 
 def define_replica_integrality(m: pyo.ConcreteModel, data: PlanData) -> None:
@@ -527,32 +564,80 @@ supply) is preferred to leaving demand unserved."""
 
 
 # ---------------------------------------------------------------------------- objective
+SECONDS_PER_HOUR = 3600.0
+TIEBREAK_SHARE = 1e-7
+"""Weight of the TCO tie-break relative to the primary objective: far below any gap a plan is
+judged by (1e-4), so it only chooses among plans that are equal on the primary objective."""
+
+
 def define_objective(m: pyo.ConcreteModel, data: PlanData) -> None:
-    """min_tco: discounted capex + energy + maintenance − salvage (USD, in millions);
-    max_served: maximise Σ demand·served (+ a tiny TCO tie-break), in millions of tokens/s;
-    min_power: minimise Σ energy (kWh) (+ a tiny TCO tie-break), in GWh;
-    ``m.objective_scale`` turns the solver's objective back into user units.
-    elastic: minimise Σ_family weight · slack / scale (relative relaxation)."""
+    """The solver minimises or maximises (primary ± tie-break) / scale, where
+
+    - min_tco: primary = discounted TCO (USD); no tie-break; scale 1e6 (millions of USD);
+    - max_served: primary = Σ_t,c hours_t · 3600 · forecast_c,t · served[c,t] — output tokens
+      served over the horizon, each period weighted by its length (a token is a token whenever
+      it is served; no discounting); served ≤ 1 caps it at the forecast. Tie-break: − cheapest TCO;
+    - min_power: primary = Σ_t energy_kwh[t] (kWh at the meter); tie-break: + TCO;
+    - elastic: Σ_family weight · slack / limit (``_elastic_objective``).
+
+    ``m.primary_objective`` and ``m.tiebreak`` (both in the primary's units) let the solve
+    report the pure objective and its bound; ``m.objective_scale`` turns solver units back
+    into user units. The tie-break weight puts TCO at about ``TIEBREAK_SHARE`` of the primary.
+    """
     if m.elastic:
         m.objective_scale = 1.0
         m.objective = pyo.Objective(expr=_elastic_objective(m, data), sense=pyo.minimize)
         return
     objective = data.scenario.policy.objective
     if objective is Objective.max_served:
-        m.objective_scale = RATE_UNIT
-        served = sum(m.demand[c, "decode", p] * m.served[c, p] for c in m.C for p in m.T)
-        m.objective = pyo.Objective(
-            expr=(served - SERVED_TIEBREAK_USD * m.tco_usd) / RATE_UNIT, sense=pyo.maximize
-        )
+        primary, sense = _served_tokens(m, data), pyo.maximize
+        m.objective_scale = max(1.0, sum(_forecast_tokens(data).values()))
     elif objective is Objective.min_power:
+        primary, sense = sum(m.energy_kwh[p] for p in m.T), pyo.minimize
         m.objective_scale = ENERGY_UNIT
-        m.objective = pyo.Objective(
-            expr=(sum(m.energy_kwh[p] for p in m.T) + POWER_TIEBREAK_USD * m.tco_usd) / ENERGY_UNIT,
-            sense=pyo.minimize,
-        )
     else:
+        primary, sense = m.tco_usd, pyo.minimize
         m.objective_scale = MONEY_UNIT
-        m.objective = pyo.Objective(expr=m.tco_usd / MONEY_UNIT, sense=pyo.minimize)
+    m.primary_objective = pyo.Expression(expr=primary)
+    weight = {
+        Objective.min_tco: 0.0,
+        Objective.min_power: POWER_TIEBREAK_USD,
+        Objective.max_served: _served_tiebreak_weight(m, data),
+    }[objective]
+    m.tiebreak_weight = weight
+    m.tiebreak = pyo.Expression(expr=weight * m.tco_usd)
+    sign = -1.0 if sense == pyo.maximize else 1.0
+    m.objective = pyo.Objective(
+        expr=(m.primary_objective + sign * m.tiebreak) / m.objective_scale, sense=sense
+    )
+
+
+def _forecast_tokens(data: PlanData) -> dict[tuple[str, str], float]:
+    """(class, period) → forecast output tokens in the period (tokens/s × hours × 3600)."""
+    hours = {p.name: p.hours for p in data.scenario.periods}
+    return {
+        (c, p): rate * hours[p] * SECONDS_PER_HOUR for (c, p), rate in data.forecast_output.items()
+    }
+
+
+def _served_tokens(m: pyo.ConcreteModel, data: PlanData):
+    """Σ_t,c hours_t · 3600 · forecast_c,t · served[c,t] (output tokens). The forecast is read
+    from the demand row (forecast / max utilisation) so demand what-ifs carry through."""
+    hours = {p.name: p.hours for p in data.scenario.periods}
+    utilisation = {c.name: c.max_utilisation for c in data.scenario.classes}
+    return sum(
+        hours[p] * SECONDS_PER_HOUR * utilisation[c] * m.demand[c, "decode", p] * m.served[c, p]
+        for c in m.C
+        for p in m.T
+    )
+
+
+def _served_tiebreak_weight(m: pyo.ConcreteModel, data: PlanData) -> float:
+    """Tokens per USD such that the capex of a fleet of the fleet floor's size, bought in every
+    period, weighs ``TIEBREAK_SHARE`` of the whole forecast (``m.objective_scale``)."""
+    capex = max(info.capex_usd for info in data.racks.values())
+    racks = max([1.0, *fleet_floor(data).values()])
+    return TIEBREAK_SHARE * m.objective_scale / (capex * racks * len(data.periods))
 
 
 def _elastic_objective(m: pyo.ConcreteModel, data: PlanData):

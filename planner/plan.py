@@ -18,7 +18,11 @@ from rackplan.planner.data import Diagnostic, PlanData
 from rackplan.planner.solve import PlanSolver, SolveOutcome
 
 VALUE_TOLERANCE = 1e-6
-OBJECTIVE_UNITS = {"min_tco": "USD", "max_served": "output tokens/s served", "min_power": "kWh"}
+OBJECTIVE_UNITS = {
+    "min_tco": "USD",
+    "max_served": "output tokens served over the horizon",
+    "min_power": "kWh",
+}
 
 
 @dataclass(frozen=True)
@@ -35,11 +39,13 @@ class Plan:
     tco_usd: float
     """Discounted TCO of this plan, USD (equals the objective under min_tco)."""
     objective_unit: str = "USD"
-    """USD (min_tco), output tokens/s served (max_served) or kWh (min_power)."""
+    """USD (min_tco), output tokens served over the horizon (max_served) or kWh (min_power)."""
     shadow_prices: pd.DataFrame = field(default_factory=pd.DataFrame)
     baselines: pd.DataFrame = field(default_factory=pd.DataFrame)
     explanation: tuple[str, ...] = ()
     diagnostics: tuple[Diagnostic, ...] = ()
+    cut_short: tuple[str, ...] = ()
+    """Steps of the plan that its one time budget stopped early or skipped."""
 
     @property
     def status(self) -> str:
@@ -59,12 +65,14 @@ class Plan:
         return {
             "scenario": self.scenario,
             "status": o.status,
+            "status_text": o.status_text,
             "objective_usd": o.objective if in_usd else None,
             "best_bound_usd": o.best_bound if in_usd else None,
             "objective": o.objective,
             "best_bound": o.best_bound,
             "objective_unit": self.objective_unit,
             "gap": o.gap,
+            "tiebreak": o.tiebreak,
             "tco_usd": self.tco_usd,
             "solver": {
                 "name": "HiGHS",
@@ -87,6 +95,7 @@ class Plan:
             "baselines": records(self.baselines),
             "explanation": list(self.explanation),
             "diagnostics": [d.message for d in self.diagnostics],
+            "cut_short": list(self.cut_short),
         }
 
 

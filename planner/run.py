@@ -7,7 +7,7 @@ smallest relaxations.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -18,7 +18,13 @@ from rackplan.planner.data import PlanData, prepare
 from rackplan.planner.diagnose import Relaxation, explain_infeasible
 from rackplan.planner.plan import Plan, extract_plan
 from rackplan.planner.shadow import shadow_prices
-from rackplan.planner.solve import PlanSolver, SolveOptions, SolveOutcome
+from rackplan.planner.solve import (
+    PlanSolver,
+    SolveOptions,
+    SolveOutcome,
+    TimeBudget,
+    status_text,
+)
 from rackplan.planner.verify import Violation, verify_plan
 
 
@@ -33,10 +39,17 @@ class PlanResult:
     explanation: tuple[str, ...]
     data: PlanData
     solver: PlanSolver | None = None
+    cut_short: tuple[str, ...] = ()
+    """Steps the plan's time budget stopped early or skipped (see ``TimeBudget``)."""
 
     @property
     def feasible(self) -> bool:
         return self.plan is not None
+
+    @property
+    def status_text(self) -> str:
+        """ "optimal", "within 0.31 % of optimal", … (see ``solve.status_text``)."""
+        return status_text(self.status, self.plan.outcome.gap if self.plan else None)
 
     def as_json(self) -> dict:
         if self.plan is not None:
@@ -62,6 +75,8 @@ class PlanResult:
                 },
             }
         body["status"] = self.status
+        body["status_text"] = self.status_text
+        body["cut_short"] = list(self.cut_short)
         body["explanation"] = list(self.explanation)
         body["relaxations"] = [
             {
@@ -84,11 +99,16 @@ def plan_scenario(
     with_shadow_prices: bool = True,
     with_baselines: bool = True,
 ) -> PlanResult:
+    """Plan a scenario within one time budget (``options.time_limit_s`` for the whole plan:
+    preparation, main solve, shadow prices, baselines, explanation); each step gets what is left
+    and the plan lists the steps the budget cut short."""
+    options = options or SolveOptions()
+    budget = TimeBudget(options.time_limit_s)
     data = prepare(scenario, catalog)
     fatal = data.fatal()
     if fatal:
         return PlanResult("infeasible", None, (), (), tuple(d.message for d in fatal), data)
-    solver = PlanSolver(data, options)
+    solver = PlanSolver(data, options, budget=budget)
     outcome = solver.solve()
     if not outcome.has_solution:
         return _infeasible(data, solver, outcome, options)
@@ -99,20 +119,32 @@ def plan_scenario(
         extras["shadow_prices"] = shadow_prices(data, solver, outcome.objective)
     if with_baselines and scenario.policy.objective is Objective.min_tco:
         extras["baselines"] = compute_baselines(data, solver, outcome.objective)
-    plan = plan.with_extras(**extras)
+    plan = plan.with_extras(**extras, cut_short=tuple(budget.cut_short))
     explanation = tuple(summarise(plan, data))
     plan = plan.with_extras(explanation=explanation)
-    return PlanResult(outcome.status, plan, violations, (), explanation, data, solver)
+    return PlanResult(
+        outcome.status, plan, violations, (), explanation, data, solver, tuple(budget.cut_short)
+    )
 
 
-def _infeasible(data: PlanData, solver: PlanSolver, outcome: SolveOutcome, options) -> PlanResult:
+def _infeasible(
+    data: PlanData, solver: PlanSolver, outcome: SolveOutcome, options: SolveOptions
+) -> PlanResult:
+    budget = solver.budget
+    cut = tuple(budget.cut_short) if budget else ()
     if outcome.status in {"no_solution", "error"}:
         message = (
             f"no feasible plan found within the time limit ({outcome.termination}); "
             "raise --time-limit or simplify the scenario"
         )
-        return PlanResult(outcome.status, None, (), (), (message,), data, solver)
-    relaxations = tuple(explain_infeasible(data, options))
+        return PlanResult(outcome.status, None, (), (), (message,), data, solver, cut)
+    if budget is not None and budget.skip_if_spent("explanation: elastic re-solve"):
+        message = "the scenario is infeasible; no time was left to find the smallest relaxations"
+        return PlanResult(
+            "infeasible", None, (), (), (message,), data, solver, tuple(budget.cut_short)
+        )
+    remaining = replace(options, time_limit_s=budget.remaining()) if budget else options
+    relaxations = tuple(explain_infeasible(data, remaining))
     lines = ["the scenario is infeasible; the smallest relaxations that restore feasibility:"]
     lines += [f"  - {r.message}" for r in relaxations if not r.alone]
     families = {r.family for r in relaxations if not r.alone}
@@ -125,7 +157,7 @@ def _infeasible(data: PlanData, solver: PlanSolver, outcome: SolveOutcome, optio
             "the scenario is infeasible and no relaxation of demand, power, budget, space or "
             "supply repairs it"
         ]
-    return PlanResult("infeasible", None, (), relaxations, tuple(lines), data, solver)
+    return PlanResult("infeasible", None, (), relaxations, tuple(lines), data, solver, cut)
 
 
 def summarise(plan: Plan, data: PlanData) -> list[str]:
@@ -135,6 +167,9 @@ def summarise(plan: Plan, data: PlanData) -> list[str]:
     gap = "" if o.gap is None else f", gap {o.gap:.3%}"
     if o.status == "time_limit":
         lines.append(f"TIME LIMIT reached: best plan found so far, not proven optimal{gap}")
+    elif o.status == "feasible":
+        lines.append(f"not proven optimal: {o.status_text}")
+    lines += [f"warning: {d.message}" for d in data.diagnostics if not d.fatal]
     buys = plan.purchases.groupby("period", sort=False)
     for period, rows in buys:
         items = ", ".join(f"{int(r.racks_bought)} × {r.rack}" for r in rows.itertuples())

@@ -17,7 +17,7 @@ import pandas as pd
 import pyomo.environ as pyo
 
 from rackplan.planner.data import PlanData
-from rackplan.planner.solve import PlanSolver
+from rackplan.planner.solve import CUT_SHORT, PlanSolver
 
 INTEGER_COMPONENTS = ("lots", "installed", "replicas", "type_used")
 DUAL_TOLERANCE = 1e-9
@@ -47,13 +47,22 @@ def restore_integers(fixed: list[tuple[pyo.Var, object]]) -> None:
 
 
 def lp_duals(solver: PlanSolver) -> tuple[float | None, dict]:
-    """Solve the LP with integers fixed; return (objective, {constraint: dual})."""
+    """Solve the LP with integers fixed; return (objective, {constraint: dual}). Within the
+    plan's time budget: skipped (no duals) when it is spent."""
+    step = "shadow prices: LP duals"
+    if solver.budget is not None and solver.budget.skip_if_spent(step):
+        return None, {}
     solver.enable_variable_updates(True)
     fixed = fix_integers(solver)
     try:
         results = solver.solver.solve(
-            solver.model, load_solutions=False, raise_exception_on_nonoptimal_result=False
+            solver.model,
+            time_limit=solver.time_limit(),
+            load_solutions=False,
+            raise_exception_on_nonoptimal_result=False,
         )
+        if solver.budget is not None and results.termination_condition in CUT_SHORT:
+            solver.budget.cut(step)
         if results.incumbent_objective is None:
             return None, {}
         return results.incumbent_objective, results.solution_loader.get_duals()
@@ -166,8 +175,11 @@ def finite_difference_rows(data: PlanData, solver: PlanSolver, base_objective: f
     for row in _limit_rows(data, solver):
         if row.limit - row.used > row.step:
             continue
+        step = f"shadow price: {row.constraint}"
+        if solver.budget is not None and solver.budget.skip_if_spent(step):
+            continue
         row.set_limit(row.limit + row.step)
-        outcome = solver.solve()
+        outcome = solver.solve(step)
         row.set_limit(row.limit)
         if not outcome.has_solution:
             continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import highspy
@@ -58,12 +59,43 @@ class SolveOptions:
         return dict(self.highs_options)
 
 
+OPTIMAL_GAP = 1e-4
+"""A plan is called optimal only when its proven relative gap is at most this."""
+
+CUT_SHORT = {TerminationCondition.maxTimeLimit, TerminationCondition.iterationLimit}
+INFEASIBLE = {TerminationCondition.provenInfeasible, TerminationCondition.infeasibleOrUnbounded}
+
+
+def solve_status(condition: TerminationCondition, has_incumbent: bool, gap: float | None) -> str:
+    """optimal (gap ≤ ``OPTIMAL_GAP``) | feasible (a plan whose gap is larger or unknown; the
+    solver reached its own gap target) | time_limit (a plan, stopped by the time limit before
+    proving ``OPTIMAL_GAP``) | infeasible | no_solution (no plan in the time) | error."""
+    if has_incumbent:
+        if gap is not None and gap <= OPTIMAL_GAP:
+            return "optimal"
+        return "time_limit" if condition in CUT_SHORT else "feasible"
+    if condition in INFEASIBLE:
+        return "infeasible"
+    return "no_solution" if condition in CUT_SHORT else "error"
+
+
+def status_text(status: str, gap: float | None) -> str:
+    """The status in words: "optimal", "within 0.31 % of optimal", "time limit reached: within
+    2.4 % of optimal", or the status itself."""
+    within = "gap unknown" if gap is None else f"within {100 * gap:.2g} % of optimal"
+    if status == "feasible":
+        return within
+    if status == "time_limit":
+        return f"time limit reached: {within}"
+    return {"no_solution": "no plan found within the time limit"}.get(status, status)
+
+
 @dataclass(frozen=True)
 class SolveOutcome:
     """Solver facts in user terms."""
 
     status: str
-    """optimal | time_limit (incumbent returned, gap > target) | infeasible | no_solution | error"""
+    """See ``solve_status``: optimal only when the gap is ≤ ``OPTIMAL_GAP``."""
     termination: str
     objective: float | None
     best_bound: float | None
@@ -76,10 +108,17 @@ class SolveOutcome:
     integer_variables: int
     constraints: int
     highs_version: str
+    tiebreak: float | None = None
+    """Value of the tie-break term (objective units) the solver added to the objective; the
+    reported objective and bound exclude it. None without a tie-break (min_tco, elastic)."""
 
     @property
     def has_solution(self) -> bool:
-        return self.objective is not None and self.status in {"optimal", "time_limit"}
+        return self.objective is not None and self.status in {"optimal", "feasible", "time_limit"}
+
+    @property
+    def status_text(self) -> str:
+        return status_text(self.status, self.gap)
 
 
 def model_size(model: pyo.ConcreteModel) -> tuple[int, int, int]:
@@ -95,13 +134,54 @@ def model_size(model: pyo.ConcreteModel) -> tuple[int, int, int]:
     return variables, integers, constraints
 
 
-class PlanSolver:
-    """One model, one persistent HiGHS instance; ``solve`` may be called after updates."""
+class TimeBudget:
+    """One time budget for a whole plan (main solve, baselines, shadow prices, Pareto steps…).
 
-    def __init__(self, data: PlanData, options: SolveOptions | None = None, elastic: bool = False):
+    Each step gets what is left (``remaining``, seconds); a step stopped by the limit, or
+    skipped because nothing was left, is recorded in ``cut_short`` by name.
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.perf_counter):
+        self.clock = clock
+        self.deadline = clock() + seconds
+        self.cut_short: list[str] = []
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - self.clock())
+
+    def spent(self) -> bool:
+        return self.remaining() <= 0.0
+
+    def cut(self, step: str) -> None:
+        if step not in self.cut_short:
+            self.cut_short.append(step)
+
+    def skip_if_spent(self, step: str) -> bool:
+        """True (and ``step`` recorded as cut short) when no time is left for it."""
+        if self.spent():
+            self.cut(step)
+            return True
+        return False
+
+
+class PlanSolver:
+    """One model, one persistent HiGHS instance; ``solve`` may be called after updates.
+
+    With a ``TimeBudget`` every solve gets at most what is left of it, and solves stopped by
+    the limit are recorded there; without one each solve gets ``options.time_limit_s``.
+    """
+
+    def __init__(
+        self,
+        data: PlanData,
+        options: SolveOptions | None = None,
+        elastic: bool = False,
+        budget: TimeBudget | None = None,
+    ):
         self.data = data
         self.options = options or SolveOptions()
         self.options.checked_highs_options()
+        self.budget = budget
         start = time.perf_counter()
         self.model = build_model(data, elastic=elastic)
         self.build_s = time.perf_counter() - start
@@ -109,7 +189,7 @@ class PlanSolver:
         self._size = model_size(self.model)
         self._loaded = False
         self._start: highspy.HighsSolution | None = None
-        self._demand_changed = False
+        self._bounds_stale = False
         self._install_warm_start()
 
     def _install_warm_start(self) -> None:
@@ -140,19 +220,25 @@ class PlanSolver:
             start.value_valid = True
             self._start = start
 
-    def solve(self, **overrides: object) -> SolveOutcome:
+    def time_limit(self) -> float:
+        """Seconds the next solve may take: the option, capped by what is left of the budget."""
+        limit = self.options.time_limit_s
+        return limit if self.budget is None else min(limit, self.budget.remaining())
+
+    def solve(self, step: str = "main solve") -> SolveOutcome:
         """Solve (or re-solve after changes) and load the incumbent into the model.
 
-        Re-solves start from the previous incumbent (``_install_warm_start``).
+        Re-solves start from the previous incumbent (``_install_warm_start``). ``step`` names
+        the solve in the budget's ``cut_short`` list if the time limit stops it.
         """
         options = self.options
-        if self._demand_changed:
+        if self._bounds_stale:
             self._refresh_fleet_floor()
         solver_options = {"mip_rel_gap": options.rel_gap, **options.checked_highs_options()}
         start = time.perf_counter()
         results = self.solver.solve(
             self.model,
-            time_limit=float(overrides.get("time_limit_s", options.time_limit_s)),
+            time_limit=self.time_limit(),
             threads=options.threads,
             load_solutions=False,
             raise_exception_on_nonoptimal_result=False,
@@ -162,7 +248,10 @@ class PlanSolver:
             self._loaded = True
             self._tune_updates()
         solve_s = time.perf_counter() - start
-        return self._outcome(results, solve_s)
+        outcome = self._outcome(results, solve_s)
+        if self.budget is not None and results.termination_condition in CUT_SHORT:
+            self.budget.cut(step)
+        return outcome
 
     def _tune_updates(self) -> None:
         """After the first solve, only parameter values change between what-ifs: skip the scans
@@ -188,23 +277,15 @@ class PlanSolver:
         incumbent = None if incumbent is None else incumbent * scale
         bound = None if bound is None else bound * scale
         has_incumbent = incumbent is not None and math.isfinite(incumbent)
+        tiebreak = None
         if has_incumbent:
             results.solution_loader.load_vars()
             self._remember_incumbent()
-        if condition is TerminationCondition.convergenceCriteriaSatisfied:
-            status = "optimal"
-        elif condition in (
-            TerminationCondition.provenInfeasible,
-            TerminationCondition.infeasibleOrUnbounded,
-        ):
-            status = "infeasible"
-        elif condition in (TerminationCondition.maxTimeLimit, TerminationCondition.iterationLimit):
-            status = "time_limit" if has_incumbent else "no_solution"
-        else:
-            status = "error" if not has_incumbent else "time_limit"
+            incumbent, bound, tiebreak = self._pure(incumbent, bound)
         gap = None
         if has_incumbent and bound is not None and math.isfinite(bound):
             gap = abs(incumbent - bound) / max(abs(incumbent), 1e-9)
+        status = solve_status(condition, has_incumbent, gap)
         variables, integers, constraints = self._size
         return SolveOutcome(
             status=status,
@@ -218,22 +299,40 @@ class PlanSolver:
             integer_variables=integers,
             constraints=constraints,
             highs_version=".".join(str(x) for x in self.solver.version()),
+            tiebreak=tiebreak,
         )
+
+    def _pure(
+        self, combined: float, bound: float | None
+    ) -> tuple[float, float | None, float | None]:
+        """(objective, bound, tie-break) without the tie-break, in user units.
+
+        The solver's objective is primary ± tie-break; the incumbent's primary is read from the
+        model, and the bound is shifted by the same offset (primary − bound keeps the solver's
+        absolute gap, which is what HiGHS proved)."""
+        m = self.model
+        if not hasattr(m, "primary_objective"):
+            return combined, bound, None
+        primary = pyo.value(m.primary_objective)
+        offset = combined - primary
+        shifted = None if bound is None else bound - offset
+        return primary, shifted, pyo.value(m.tiebreak) if m.tiebreak_weight else None
 
     # ------------------------------------------------------------------ what-if updates
     def set_power_cap_mw(self, period: str, value: float) -> None:
         self.model.power_cap_mw[period] = value
+        self._bounds_stale = True
 
     def set_capex_budget_usd(self, period: str, value: float) -> None:
         self.model.capex_budget_usd[period] = value
 
     def set_demand(self, workload_class: str, phase: str, period: str, value: float) -> None:
         self.model.demand[workload_class, phase, period] = value
-        self._demand_changed = True
+        self._bounds_stale = True
 
     def _refresh_fleet_floor(self) -> None:
-        """Recompute the demand-derived bounds (the fleet-size valid inequality and the K-types
-        big-M) from the current demand parameters."""
+        """Recompute the bounds derived from demand and power caps (the fleet-size valid
+        inequality and the K-types big-M) from the current parameter values."""
         m = self.model
 
         def demand(c: str, phase: str, p: str) -> float:
@@ -242,9 +341,11 @@ class PlanSolver:
         for p, value in fleet_floor(self.data, demand).items():
             m.fleet_floor[p] = value
         if hasattr(m, "fleet_bound"):
-            for r, value in fleet_upper_bounds(self.data, demand).items():
+            caps = {p: pyo.value(v) for p, v in m.power_cap_mw.items()}
+            bounds = fleet_upper_bounds(self.data, demand, caps, elastic=m.elastic)
+            for r, value in bounds.items():
                 m.fleet_bound[r] = value
-        self._demand_changed = False
+        self._bounds_stale = False
 
     def set_capex_usd(self, rack: str, value: float) -> None:
         self.model.capex_usd[rack] = value

@@ -24,7 +24,7 @@ from rackplan.catalogs.errors import InputError, Problem
 from rackplan.catalogs.loader import Catalog
 from rackplan.models.scenario import Scenario
 from rackplan.planner.data import PlanData, prepare
-from rackplan.planner.solve import PlanSolver, SolveOptions
+from rackplan.planner.solve import PlanSolver, SolveOptions, TimeBudget
 
 IN_PLACE = (
     "power_cap_scale",
@@ -124,26 +124,36 @@ def pareto(
 ) -> pd.DataFrame:
     """TCO at ``steps`` values of ``parameter`` from ``start`` to ``stop``, with the frontier.
 
-    In-place parameters re-solve one persistent model; SLA parameters rebuild per step.
+    In-place parameters re-solve one persistent model; SLA parameters rebuild per step. The
+    whole sweep shares one time budget (``options.time_limit_s``): each step gets what is left;
+    steps stopped early or skipped are listed in ``frame.attrs["cut_short"]``.
     ``on_frontier`` marks the points no other point beats on both TCO and the parameter's
     direction of benefit (a looser cap, budget or SLA should never cost more).
     """
     if steps < 2:
         raise _bad(parameter, "use at least 2 steps")
     values = [float(f"{v:.12g}") for v in np.linspace(start, stop, steps)]
+    options = options or SolveOptions()
+    budget = TimeBudget(options.time_limit_s)
     rows = []
     name, _ = _split(parameter)
     solver = baseline = None
     if name in IN_PLACE:
         data = prepare(scenario, catalog)
-        solver = PlanSolver(data, options)
+        solver = PlanSolver(data, options, budget=budget)
         baseline = Baseline.of(solver)
     elif name not in REBUILD:
         raise _bad(parameter, f"unknown parameter; use one of {', '.join(IN_PLACE + REBUILD)}")
     for value in values:
+        step = f"pareto step {parameter}={value:g}"
+        if budget.skip_if_spent(step):
+            rows.append(_row(parameter, value, NOT_SOLVED, None, None))
+            if progress:
+                progress()
+            continue
         if solver is not None:
             apply_change(solver, baseline, parameter, float(value))
-            outcome = solver.solve()
+            outcome = solver.solve(step)
             tco = pyo.value(solver.model.tco_usd) if outcome.has_solution else None
             data_used: PlanData = solver.data
         else:
@@ -161,8 +171,8 @@ def pareto(
                 if progress:
                     progress()
                 continue
-            local = PlanSolver(data_used, options)
-            outcome = local.solve()
+            local = PlanSolver(data_used, options, budget=budget)
+            outcome = local.solve(step)
             tco = pyo.value(local.model.tco_usd) if outcome.has_solution else None
         rows.append(
             {
@@ -177,7 +187,21 @@ def pareto(
             progress()
     frame = pd.DataFrame(rows)
     frame["on_frontier"] = _frontier(frame)
+    frame.attrs["cut_short"] = list(budget.cut_short)
     return frame
+
+
+NOT_SOLVED = "not solved: time budget spent"
+
+
+def _row(parameter: str, value: float, status: str, tco: float | None, gap: float | None) -> dict:
+    return {
+        "parameter": parameter,
+        "value": float(value),
+        "status": status,
+        "tco_usd": tco,
+        "gap": gap,
+    }
 
 
 LOOSER_WHEN_HIGHER = ("power_cap_scale", "power_cap_mw", "budget_scale", "tpot_ms", "ttft_ms")

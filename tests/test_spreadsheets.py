@@ -182,20 +182,23 @@ def test_template_command(tmp_path):
 
 
 EXPECTED = {
-    "frontier-2027": "optimal",
-    "agentic-shift": "optimal",
+    "frontier-2027": "plan",
+    "agentic-shift": "plan",
     "power-capped-colo": "infeasible",
 }
+"""A plan (optimal, or feasible within the default 0.5 % gap) or infeasible."""
 
 
 @pytest.mark.parametrize("example", sorted(EXPECTED))
 def test_every_example_solves_as_documented(example, catalog):
     scenario = read_scenario(EXAMPLES / example)
     result = plan_scenario(scenario, catalog, with_baselines=False, with_shadow_prices=False)
-    assert result.status == EXPECTED[example]
+    assert ("plan" if result.feasible else result.status) == EXPECTED[example]
     if result.plan is not None:
         assert verify_plan(result.plan, scenario, catalog) == []
-        assert result.plan.outcome.gap <= 0.005
+        gap = result.plan.outcome.gap
+        assert gap <= 0.005
+        assert result.status == ("optimal" if gap <= 1e-4 else "feasible")
     else:
         assert any("power cap in" in line for line in result.explanation)
 
@@ -226,7 +229,8 @@ def test_power_capped_colo_pareto(tmp_path):
     import json
 
     rows = json.loads(result.stdout)
-    assert rows[0]["status"] == "infeasible" and rows[-1]["status"] == "optimal"
+    assert rows[0]["status"] == "infeasible" and rows[-1]["status"] in {"optimal", "feasible"}
+    assert rows[-1]["tco_usd"] > 0
 
 
 def test_scenario_file_docs_are_current():
