@@ -60,8 +60,9 @@ class EfficiencyFactors(Frozen):
     one step processes (chunked-prefill budget); ``max_weight_share`` is the largest share of
     a replica's usable memory the weights may take (deployments leave room for KV);
     ``moe_imbalance`` ≥ 1 multiplies the statistical load imbalance of routed experts (router
-    skew beyond uniform routing; ``roofline.expert_load_imbalance``); ``activation_elements_per_layer`` sets the non-GEMM activation
-    traffic; ``gemm_half_efficiency_tokens`` the GEMM efficiency ramp with problem size.
+    skew beyond uniform routing; ``roofline.expert_load_imbalance``);
+    ``activation_elements_per_layer`` sets the non-GEMM activation traffic;
+    ``gemm_half_efficiency_tokens`` the GEMM efficiency ramp with problem size.
 
     ``rate_error_low_pct`` / ``rate_error_high_pct``: the band of validation error, in %, on
     points the factors were not fitted to (rates get ``low = rate·(1 − low%)``,

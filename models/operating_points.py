@@ -418,8 +418,9 @@ class ReplicaSet:
         """Prefill points for disaggregated serving (the KV leaves for a decode rack).
 
         S = t_pass(b); hand-off t_h = b·kv((1−h)L) / (n·NIC); TTFT = S·q + t_h, with q the
-        M/D/1 factor at the SLA statistic (``latency.ttft_factor``: mean or percentile). Prompt tokens/s per replica (cached tokens included,
-        since demand counts them) = min(b·L/S, n·NIC·L/kv((1−h)L)): the NICs cap the request rate.
+        M/D/1 factor at the SLA statistic (``latency.ttft_factor``: mean or percentile).
+        Prompt tokens/s per replica (cached tokens included, since demand counts them)
+        = min(b·L/S, n·NIC·L/kv((1−h)L)): the NICs cap the request rate.
         """
         times = self.prefill_times(size, batch)
         service = times.total_s

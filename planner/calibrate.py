@@ -269,7 +269,7 @@ def _breakdown_markdown(errors: Sequence[PointError], title: str) -> list[str]:
         ("model", lambda e: e.point.llm),
         ("scenario type", lambda e: e.point.scenario),
     ):
-        lines += ["", f"By {label}:", ""] + _summary_rows(summarise_by(errors, group))
+        lines += ["", f"By {label}:", "", *_summary_rows(summarise_by(errors, group))]
     ratios = ratio_errors_pct(errors)
     if ratios:
         lines += [
