@@ -34,7 +34,7 @@ import numpy as np
 from pydantic import Field
 from scipy.optimize import minimize
 
-from rackplan.models.base import Frozen
+from rackplan.models.base import Confidence, Frozen
 from rackplan.models.hardware import EfficiencyFactors, RackType
 from rackplan.models.llm import LLM
 from rackplan.models.operating_points import ReplicaSet
@@ -219,7 +219,7 @@ def fit_family(
         update={
             **{n: round(float(getattr(fitted, n)), 4) for n in names},
             "source": f"fitted by rackplan calibrate to {len(points)} measured point(s)",
-            "confidence": "measured",
+            "confidence": Confidence.measured,
         }
     )
 

@@ -7,13 +7,14 @@ are unidirectional per chip unless the name says otherwise.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import Field, model_validator
 
 from rackplan.models.base import Confidence, Frozen, Phase
 
 ComputePrecision = Literal["fp4", "fp8", "bf16"]
+Lifecycle = Literal["shipping", "announced", "withdrawn", "unannounced"]
 COMPUTE_PRECISIONS: tuple[ComputePrecision, ...] = ("fp4", "fp8", "bf16")
 
 
@@ -113,7 +114,8 @@ class RackType(Frozen):
     family: str
     """Efficiency family (hopper, blackwell, rubin, rubin-cpx, groq-lpu …)."""
     vendor: str
-    status: str
+    status: str = Field(pattern=r"^(shipping|announced|withdrawn|unannounced)\b")
+    """Lifecycle first (shipping, announced, withdrawn or unannounced), then any detail."""
     chip_name: str
     chips_per_rack: int = Field(gt=0)
     fp4_dense_tflops_per_chip: float | None = Field(default=None, gt=0)
@@ -149,6 +151,16 @@ class RackType(Frozen):
         if not any(self.dense_tflops_per_chip(p) for p in COMPUTE_PRECISIONS):
             raise ValueError("at least one of fp4/fp8/bf16 dense TFLOP/s must be given")
         return self
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """shipping, announced, withdrawn or unannounced: the first word of ``status``."""
+        return cast(Lifecycle, self.status.split(maxsplit=1)[0].rstrip(":;,"))
+
+    @property
+    def availability_is_assumed(self) -> bool:
+        """True when a plan buying this rack rests on an assumption that it will exist."""
+        return self.lifecycle in ("withdrawn", "unannounced")
 
     @property
     def serving_memory(self) -> MemoryTier:

@@ -12,12 +12,12 @@ at least as well. With integer replicas it is a heuristic (DESIGN §5).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.catalogs.loader import Catalog
 from rackplan.models.base import Phase
-from rackplan.models.hardware import RackType
+from rackplan.models.hardware import EfficiencyFactors, RackType
 from rackplan.models.operating_points import ReplicaSet, operating_points
 from rackplan.models.scenario import (
     HOURS_PER_YEAR,
@@ -53,6 +53,18 @@ class Column:
     ttft_ms: float | None = None
     tpot_ms: float | None = None
     source: str = "roofline"
+    rate_band_low_pct: float = 0.0
+    """The rate may be this much lower in reality, % (rack family's held-out validation band;
+    0 for measured rates): rate_low = rate·(1 − low/100)."""
+    rate_band_high_pct: float = 0.0
+    """… or this much higher, %: rate_high = rate·(1 + high/100)."""
+
+    def rate_bounds(self, rate: float) -> tuple[float, float]:
+        """(low, high) of ``rate`` (this column's decode or prefill rate) from its band."""
+        return (
+            rate * (1 - self.rate_band_low_pct / 100),
+            rate * (1 + self.rate_band_high_pct / 100),
+        )
 
     @property
     def key(self) -> str:
@@ -374,6 +386,8 @@ def build_columns(
                     found = _aggregated_columns(replicas, cls, integer_all)
                 else:
                     found = _phase_columns(replicas, cls, Phase(mode.value), integer_all, catalog)
+                if (rack_id, cls.name, mode) not in measured:
+                    found = _with_rate_band(found, catalog.efficiency_for(rack.spec))
                 if not found and mode is not AllocationMode.aggregated:
                     phase = Phase(mode.value)
                     target = cls.ttft_ms if phase is Phase.prefill else cls.tpot_ms
@@ -412,6 +426,18 @@ def build_columns(
                     )
                 )
     return columns, diagnostics
+
+
+def _with_rate_band(columns: list[Column], efficiency: EfficiencyFactors) -> list[Column]:
+    """Roofline columns carry their rack family's validation band (efficiency.csv)."""
+    return [
+        replace(
+            c,
+            rate_band_low_pct=efficiency.rate_error_low_pct,
+            rate_band_high_pct=efficiency.rate_error_high_pct,
+        )
+        for c in columns
+    ]
 
 
 def _demand(scenario: Scenario) -> tuple[dict, dict, dict]:

@@ -46,6 +46,8 @@ class Plan:
     diagnostics: tuple[Diagnostic, ...] = ()
     cut_short: tuple[str, ...] = ()
     """Steps of the plan that its one time budget stopped early or skipped."""
+    warnings: tuple[str, ...] = ()
+    """What a buyer must know before acting on the plan (e.g. it buys a withdrawn product)."""
 
     @property
     def status(self) -> str:
@@ -96,6 +98,7 @@ class Plan:
             "explanation": list(self.explanation),
             "diagnostics": [d.message for d in self.diagnostics],
             "cut_short": list(self.cut_short),
+            "warnings": list(self.warnings),
         }
 
 
@@ -229,7 +232,27 @@ def extract_plan(data: PlanData, solver: PlanSolver, outcome: SolveOutcome) -> P
         tco_usd=_value(m.tco_usd),
         objective_unit=OBJECTIVE_UNITS[data.scenario.policy.objective.value],
         diagnostics=tuple(data.diagnostics),
+        warnings=availability_warnings(data, purchases),
     )
+
+
+def availability_warnings(data: PlanData, purchases: list[dict]) -> tuple[str, ...]:
+    """One warning per rack type the plan buys whose existence is an assumption: a product
+    its vendor withdrew, or one never announced (``RackType.availability_is_assumed``)."""
+    bought: dict[str, float] = {}
+    for row in purchases:
+        bought[row["rack"]] = bought.get(row["rack"], 0.0) + row["racks_bought"]
+    out = []
+    for rack_id, count in bought.items():
+        spec = data.racks[rack_id].spec
+        if spec.availability_is_assumed:
+            out.append(
+                f"the plan buys {count:g} × {rack_id}, a {spec.lifecycle} product "
+                f"({spec.status}); its availability from "
+                f"{data.periods[data.racks[rack_id].first_period]} is an assumption: "
+                f"re-plan without it (what-if: exclude it) before ordering"
+            )
+    return tuple(out)
 
 
 _ALLOCATION_COLUMNS = [

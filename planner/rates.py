@@ -29,22 +29,48 @@ class RateReport:
 
     def as_json(self) -> dict:
         points = []
+        low, high = self.band_pct
         for record in self.points.records():
             target = (
                 self.workload.ttft_ms if record["phase"] == Phase.prefill else self.workload.tpot_ms
             )
             latency = record.get("ttft_ms", record.get("tpot_ms"))
             record["meets_sla"] = target is None or latency <= target
+            rate = record["tokens_per_s_per_rack"]
+            record["low"] = rate * (1 - low / 100)
+            record["high"] = rate * (1 + high / 100)
             points.append(record)
+        end_to_end = {}
+        for mode, result in self.end_to_end.items():
+            result = dict(result)
+            rate = result.get("output_tokens_per_s_per_rack")
+            result["low"] = None if rate is None else rate * (1 - low / 100)
+            result["high"] = None if rate is None else rate * (1 + high / 100)
+            end_to_end[mode] = result
         return {
             "rack": self.rack_id,
             "llm": self.llm_id,
             "precision": self.precision,
             "workload": self.workload.model_dump(),
             "efficiency": self.efficiency,
+            "rate_band": {
+                "low_pct": low,
+                "high_pct": high,
+                "meaning": "low/high: tokens/s per rack × (1 − low_pct/100) and × (1 + high_pct/100)"
+                ", the central 80 % of the rack family's validation error on measurements it was "
+                "not fitted to (docs/calibration.md)",
+            },
             "operating_points": points,
-            "end_to_end": self.end_to_end,
+            "end_to_end": end_to_end,
         }
+
+    @property
+    def band_pct(self) -> tuple[float, float]:
+        """(low %, high %) of the rack family's rate band."""
+        return (
+            float(self.efficiency.get("rate_error_low_pct", 0.0)),
+            float(self.efficiency.get("rate_error_high_pct", 0.0)),
+        )
 
 
 def rate_report(
@@ -69,6 +95,10 @@ def rate_report(
             "family": rack.family,
             "flops_fraction": efficiency.flops_fraction,
             "bandwidth_fraction": efficiency.bandwidth_fraction,
+            "layer_overhead_us": efficiency.layer_overhead_us,
+            "overlap_exponent": efficiency.overlap_exponent,
+            "rate_error_low_pct": efficiency.rate_error_low_pct,
+            "rate_error_high_pct": efficiency.rate_error_high_pct,
             "source": efficiency.source,
         },
     )

@@ -170,6 +170,7 @@ def summarise(plan: Plan, data: PlanData) -> list[str]:
     elif o.status == "feasible":
         lines.append(f"not proven optimal: {o.status_text}")
     lines += [f"warning: {d.message}" for d in data.diagnostics if not d.fatal]
+    lines += [f"warning: {w}" for w in plan.warnings]
     buys = plan.purchases.groupby("period", sort=False)
     for period, rows in buys:
         items = ", ".join(f"{int(r.racks_bought)} × {r.rack}" for r in rows.itertuples())

@@ -92,6 +92,10 @@ def test_contested_rubin_numbers_record_their_alternatives(catalog):
     for alternative in ("50 PF", "25 PF", "13 TB/s", "230 kW"):
         assert alternative in notes
     assert "removed from roadmap" in catalog.rack("vr-cpx-144").status
+    assert catalog.rack("vr-cpx-144").lifecycle == "withdrawn"
+    assert catalog.rack("vr-cpx-144").availability_is_assumed
+    assert catalog.rack("vr-nvl72").lifecycle == "announced"
+    assert not catalog.rack("hgx-h100").availability_is_assumed
 
 
 def test_units_are_in_every_numeric_field_name():

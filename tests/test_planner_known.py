@@ -221,3 +221,34 @@ def test_max_served_within_budget(catalog):
 
     served = pyo.value(result.solver.model.served["chat", "P1"])
     assert served == pytest.approx(4 / 7.5)
+
+
+def test_a_plan_buying_a_withdrawn_product_warns(catalog):
+    """The same plan on a catalog where hgx-h100 is withdrawn carries a warning naming it, in
+    the plan JSON and the CLI summary; on the shipped catalog it carries none."""
+    from dataclasses import replace
+
+    from rackplan.planner.run import summarise
+
+    sc = scenario(
+        periods=periods("P1"),
+        classes=(disaggregated_class(),),
+        demand=(
+            Demand(
+                period="P1", workload_class="chat", output_tokens_per_s=2500, prefill_decode_ratio=2
+            ),
+        ),
+        racks=(RackOption(rack="hgx-h100", capex_usd=1e6, power_kw_at_load=10, power_kw_idle=10),),
+        measured_rates=measured("hgx-h100", "chat", prefill=4000, decode=1000, power_kw=10),
+    )
+    shipping = solve_checked(sc, catalog)
+    assert shipping.plan.warnings == ()
+    withdrawn_rack = catalog.rack("hgx-h100").model_copy(
+        update={"status": "withdrawn: test double"}
+    )
+    withdrawn = replace(catalog, racks={**catalog.racks, "hgx-h100": withdrawn_rack})
+    result = solve_checked(sc, withdrawn)
+    (warning,) = result.plan.warnings
+    assert "8 × hgx-h100" in warning and "withdrawn" in warning
+    assert result.plan.as_json()["warnings"] == [warning]
+    assert f"warning: {warning}" in summarise(result.plan, result.data)

@@ -265,3 +265,33 @@ def test_best_per_user_speed_is_within_30_percent_of_public_records(catalog, rec
         assert best >= 0.7 * record.tokens_per_s_per_user
     else:
         assert best == pytest.approx(record.tokens_per_s_per_user, rel=0.30)
+
+
+def test_rates_json_and_planner_columns_carry_the_family_rate_band(catalog):
+    """low/high = rate·(1 − low%) and rate·(1 + high%) with the family's band from
+    efficiency.csv, in ``rates --json`` (points and end-to-end) and on every roofline column."""
+    from pathlib import Path
+
+    from rackplan.planner.data import prepare
+    from rackplan.planner.rates import rate_report
+    from rackplan.planner.scenario_io import load_scenario
+
+    band = catalog.efficiency["blackwell"]
+    assert band.rate_error_low_pct > 0 and band.rate_error_high_pct > 0
+    report = rate_report(
+        catalog, "gb200-nvl72", "llama-3.1-70b", Workload(input_tokens=1000, output_tokens=200)
+    ).as_json()
+    assert report["rate_band"]["low_pct"] == band.rate_error_low_pct
+    for point in report["operating_points"]:
+        rate = point["tokens_per_s_per_rack"]
+        assert point["low"] == pytest.approx(rate * (1 - band.rate_error_low_pct / 100))
+        assert point["high"] == pytest.approx(rate * (1 + band.rate_error_high_pct / 100))
+    aggregated = report["end_to_end"]["aggregated"]
+    assert aggregated["low"] < aggregated["output_tokens_per_s_per_rack"] < aggregated["high"]
+    scenario = load_scenario(Path(__file__).parents[1] / "examples" / "frontier-2027")
+    data = prepare(scenario, catalog)
+    for column in data.columns:
+        family = catalog.rack(column.rack).family
+        assert column.rate_band_low_pct == catalog.efficiency[family].rate_error_low_pct
+        low, high = column.rate_bounds(column.decode_rate or column.prefill_rate)
+        assert low <= (column.decode_rate or column.prefill_rate) <= high
