@@ -56,9 +56,9 @@ class RateReport:
             "rate_band": {
                 "low_pct": low,
                 "high_pct": high,
-                "meaning": "low/high: tokens/s per rack × (1 − low_pct/100) and × (1 + high_pct/100)"
-                ", the central 80 % of the rack family's validation error on measurements it was "
-                "not fitted to (docs/calibration.md)",
+                "meaning": "low/high: tokens/s per rack × (1 − low_pct/100) and "
+                "× (1 + high_pct/100), the central 80 % of the rack family's validation error "
+                "on measurements it was not fitted to (docs/calibration.md)",
             },
             "operating_points": points,
             "end_to_end": end_to_end,
