@@ -250,7 +250,7 @@ def availability_warnings(data: PlanData, purchases: list[dict]) -> tuple[str, .
                 f"the plan buys {count:g} × {rack_id}, a {spec.lifecycle} product "
                 f"({spec.status}); its availability from "
                 f"{data.periods[data.racks[rack_id].first_period]} is an assumption: "
-                f"re-plan without it (what-if: exclude it) before ordering"
+                f"re-plan without it before ordering"
             )
     return tuple(out)
 

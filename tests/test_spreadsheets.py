@@ -185,6 +185,8 @@ EXPECTED = {
     "frontier-2027": "plan",
     "agentic-shift": "plan",
     "power-capped-colo": "infeasible",
+    "sram-decode-pays": "plan",
+    "sram-decode-does-not-pay": "plan",
 }
 """A plan (optimal, or feasible within the default 0.5 % gap) or infeasible."""
 
@@ -201,6 +203,26 @@ def test_every_example_solves_as_documented(example, catalog):
         assert result.status == ("optimal" if gap <= 1e-4 else "feasible")
     else:
         assert any("power cap in" in line for line in result.explanation)
+
+
+def test_sram_decode_pays_only_when_the_tpot_needs_it(catalog):
+    """The two SRAM examples differ only in the voice agent's p99 TPOT (3 ms vs 25 ms): the
+    tight one buys Groq 3 LPX racks for its decode and beats the best single GPU type; the
+    relaxed one buys none."""
+    bought = {}
+    for example in ("sram-decode-pays", "sram-decode-does-not-pay"):
+        result = plan_scenario(read_scenario(EXAMPLES / example), catalog, with_shadow_prices=False)
+        bought[example] = set(result.plan.purchases["rack"])
+        if example == "sram-decode-pays":
+            allocation = result.plan.allocation
+            lpx = allocation.query("rack == 'groq3-lpx'")
+            assert set(lpx["mode"]) == {"decode"}  # prefill stays on GPUs
+            voice = allocation.query("`class` == 'voice-agent' and mode == 'decode'")
+            assert set(voice["rack"]) == {"groq3-lpx"}  # all of the voice agent's decode
+            single = result.plan.baselines.query("baseline.str.startswith('single')")
+            assert result.plan.tco_usd < 0.8 * single["objective_usd"].min()
+    assert "groq3-lpx" in bought["sram-decode-pays"]
+    assert "groq3-lpx" not in bought["sram-decode-does-not-pay"]
 
 
 def test_quickstart_json_solves(catalog):
