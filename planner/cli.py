@@ -57,8 +57,36 @@ app = typer.Typer(
     help="rackplan: capacity planning for LLM inference fleets.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from rackplan import __version__
+
+        typer.echo(f"rackplan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the installed version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """rackplan: capacity planning for LLM inference fleets.
+
+    Shell completion: `rackplan --install-completion` (bash, zsh, fish, PowerShell).
+    """
+
+
 catalog_app = typer.Typer(help="Browse the rack and LLM catalogs.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 
@@ -415,8 +443,11 @@ def calibrate_command(
     llms: LlmsOption = None,
     efficiency: EfficiencyOption = None,
 ) -> None:
-    """Fit each rack family's η_F, η_B and τ_layer within physical bounds; report the error on
-    the points not fitted, per family, model and scenario type."""
+    """Fit each rack family's engine factors within physical bounds; report held-out errors.
+
+    Fits η_F, η_B, τ_layer and the overlap exponent per family on the split's points and
+    reports the error on every other point, per family, model and scenario type.
+    """
     catalog = _catalog(racks, llms, efficiency)
     measured = measured or MEASURED_FILE
     points = load_measured(measured)
@@ -465,9 +496,11 @@ def validate_command(
     llms: LlmsOption = None,
     efficiency: EfficiencyOption = None,
 ) -> None:
-    """Predicted vs measured throughput with the catalog's efficiency factors: per point, per
-    family, per model and per scenario type, with the geometric-mean bias and the error of
-    ratios between systems."""
+    """Predicted vs measured throughput with the catalog's efficiency factors.
+
+    Per point, per family, per model and per scenario type, with the geometric-mean bias and
+    the error of ratios between systems.
+    """
     catalog = _catalog(racks, llms, efficiency)
     measured = measured or MEASURED_FILE
     errors = validate(catalog, load_measured(measured), str(measured))

@@ -51,6 +51,34 @@ class PlanResult:
         """ "optimal", "within 0.31 % of optimal", … (see ``solve.status_text``)."""
         return status_text(self.status, self.plan.outcome.gap if self.plan else None)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the status, what to buy when, the summary and the cost per token."""
+        from html import escape
+
+        parts = [
+            f"<h4>{escape(self.data.scenario.name)}: {escape(self.status_text)}</h4>",
+        ]
+        if self.plan is None:
+            items = "".join(f"<li>{escape(line)}</li>" for line in self.explanation)
+            return "".join([*parts, f"<ul>{items}</ul>"])
+        purchases = self.plan.purchases
+        if not purchases.empty:
+            schedule = purchases.pivot_table(
+                index="rack", columns="period", values="racks_bought", aggfunc="sum", sort=False
+            ).fillna(0)
+            parts.append("<p><b>Racks to buy</b> (rack × period)</p>")
+            parts.append(schedule.to_html(float_format=lambda x: f"{x:,.0f}"))
+        items = "".join(f"<li>{escape(line)}</li>" for line in self.explanation[:12])
+        parts.append(f"<ul>{items}</ul>")
+        if not self.plan.cost_per_million_tokens.empty:
+            parts.append("<p><b>Cost per million tokens</b></p>")
+            parts.append(
+                self.plan.cost_per_million_tokens.to_html(
+                    index=False, float_format="{:,.3f}".format
+                )
+            )
+        return "".join(parts)
+
     def as_json(self) -> dict:
         if self.plan is not None:
             body = self.plan.as_json()

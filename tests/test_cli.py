@@ -222,3 +222,22 @@ def test_bad_measured_file_names_row_and_column(tmp_path, capsys):
     assert main(["validate", str(bad)]) == EXIT_INVALID
     err = capsys.readouterr().err
     assert "row 2" in err and "output_tokens" in err and "zero" in err
+
+
+def test_version_and_shell_completion():
+    from rackplan import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"rackplan {__version__}"
+    completion = runner.invoke(app, ["--show-completion", "bash"])
+    assert completion.exit_code == 0 and "complete" in completion.output
+
+
+def test_validate_reports_family_model_and_scenario_breakdowns():
+    data = _json(["validate", "--json"])
+    assert set(data["all_by_family"]) >= {"hopper", "blackwell"}
+    assert "llama-2-70b" in data["all_by_model"]
+    assert set(data["all_by_scenario"]) >= {"Offline", "Server", "Interactive"}
+    assert data["all_ratio_error_median_pct"] is not None
+    for summary in data["all_by_family"].values():
+        assert summary["bias"] > 0 and summary["count"] > 0
