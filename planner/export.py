@@ -4,13 +4,11 @@ atomically (a crash never leaves a half-written export)."""
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from rackplan.planner.files import atomic_path, atomic_write_text
+from rackplan.planner.files import atomic_path, atomic_write_text, replace_folder
 from rackplan.planner.run import PlanResult
 
 TABLES = (
@@ -54,27 +52,6 @@ def tables(result: PlanResult) -> dict[str, pd.DataFrame]:
         for name in TABLES:
             frames[name] = getattr(result.plan, name)
     return frames
-
-
-def replace_folder(folder: Path, fill) -> Path:
-    """Fill a staging folder beside ``folder`` with ``fill(staging)``, then swap it in whole:
-    a failure half-way leaves the previous folder untouched."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        fill(staging)
-        if folder.exists():
-            backup = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            folder.rename(backup)
-            staging.rename(folder)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            staging.rename(folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
 
 
 def write_csv_folder(result: PlanResult, folder: Path) -> Path:

@@ -665,7 +665,7 @@ def write_scenario(scenario: Scenario, path: Path) -> Path:
         with atomic_path(path) as temporary:
             write_workbook(frames, temporary)
         return path
-    from rackplan.planner.export import replace_folder
+    from rackplan.planner.files import replace_folder
 
     def fill(folder: Path) -> None:
         for name, frame in frames.items():
@@ -711,7 +711,7 @@ def write_template(path: Path) -> Path:
         with atomic_path(path) as temporary:
             write_workbook({"README": readme_frame(), **frames}, temporary)
         return path
-    from rackplan.planner.export import replace_folder
+    from rackplan.planner.files import replace_folder
 
     def fill(folder: Path) -> None:
         for name, frame in frames.items():
