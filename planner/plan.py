@@ -246,11 +246,13 @@ def availability_warnings(data: PlanData, purchases: list[dict]) -> tuple[str, .
     for rack_id, count in bought.items():
         spec = data.racks[rack_id].spec
         if spec.availability_is_assumed:
+            detail = spec.status.split(maxsplit=1)[1] if " " in spec.status else ""
+            detail = detail.lstrip(":;, ").split(";")[0]
             out.append(
-                f"the plan buys {count:g} × {rack_id}, a {spec.lifecycle} product "
-                f"({spec.status}); its availability from "
-                f"{data.periods[data.racks[rack_id].first_period]} is an assumption: "
-                f"re-plan without it before ordering"
+                f"the plan buys {count:g} × {rack_id}, which is {spec.lifecycle}"
+                + (f" ({detail})" if detail else "")
+                + f"; its availability from {data.periods[data.racks[rack_id].first_period]} is "
+                "an assumption: re-plan without it before ordering"
             )
     return tuple(out)
 
