@@ -132,6 +132,7 @@ class JobRunner:
                     result=outcome["result"],
                     audit=outcome["audit"],
                     created_by=job.created_by,
+                    tenant=job.tenant,
                 )
                 session.add(plan)
                 session.flush()

@@ -12,8 +12,9 @@ from fastapi import APIRouter, HTTPException, Query, UploadFile
 from sqlalchemy import func, select
 
 from rackplan.api.db import ScenarioRow
-from rackplan.api.deps import Reader, StateDep, Writer
+from rackplan.api.deps import Reader, StateDep, Writer, owned
 from rackplan.api.schemas import Page, ScenarioCreate, ScenarioOut, ScenarioSummary
+from rackplan.api.security import Caller
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.models.scenario import Scenario
 from rackplan.planner.spreadsheets import catalog_extensions, read_scenario
@@ -23,10 +24,13 @@ MAX_ZIP_ENTRIES = 50
 MAX_ZIP_RATIO = 100
 
 
-def _store(app, scenario: Scenario, key_id: str | None) -> ScenarioOut:
+def _store(app, scenario: Scenario, caller: Caller) -> ScenarioOut:
     with app.db.transaction() as session:
         row = ScenarioRow(
-            name=scenario.name, body=scenario.model_dump(mode="json"), created_by=key_id
+            name=scenario.name,
+            body=scenario.model_dump(mode="json"),
+            created_by=caller.key_id,
+            tenant=caller.tenant,
         )
         session.add(row)
         session.flush()
@@ -34,9 +38,9 @@ def _store(app, scenario: Scenario, key_id: str | None) -> ScenarioOut:
 
 
 @router.post("", status_code=201, operation_id="create_scenario")
-def create_scenario(body: ScenarioCreate, app: StateDep, key_id: Writer) -> ScenarioOut:
+def create_scenario(body: ScenarioCreate, app: StateDep, caller: Writer) -> ScenarioOut:
     """Store a scenario given as JSON."""
-    return _store(app, body.scenario, key_id)
+    return _store(app, body.scenario, caller)
 
 
 def _checked_archive(data: bytes, limit: int, label: str) -> zipfile.ZipFile:
@@ -94,7 +98,7 @@ def _extract_csv(archive: zipfile.ZipFile, folder: Path, label: str) -> None:
 
 
 @router.post("/upload", status_code=201, operation_id="upload_scenario")
-def upload_scenario(file: UploadFile, app: StateDep, key_id: Writer) -> ScenarioOut:
+def upload_scenario(file: UploadFile, app: StateDep, caller: Writer) -> ScenarioOut:
     """Store a scenario uploaded as an .xlsx workbook or a .zip of the CSV tables."""
     limit = app.settings.max_upload_bytes
     data = file.file.read(limit + 1)
@@ -128,30 +132,31 @@ def upload_scenario(file: UploadFile, app: StateDep, key_id: Writer) -> Scenario
                     ]
                 )
         scenario = read_scenario(path)
-    return _store(app, scenario, key_id)
+    return _store(app, scenario, caller)
 
 
 @router.get("/{scenario_id}", operation_id="get_scenario")
-def get_scenario(scenario_id: str, app: StateDep, _key: Reader) -> ScenarioOut:
+def get_scenario(scenario_id: str, app: StateDep, caller: Reader) -> ScenarioOut:
     with app.db.read() as session:
-        row = session.get(ScenarioRow, scenario_id)
-        if row is None:
-            raise HTTPException(404, f"no scenario '{scenario_id}'")
+        row = owned(session, ScenarioRow, scenario_id, caller, "scenario")
         return ScenarioOut(id=row.id, name=row.name, created_at=row.created_at, scenario=row.body)
 
 
 @router.get("", operation_id="list_scenarios")
 def list_scenarios(
     app: StateDep,
-    _key: Reader,
+    caller: Reader,
     limit: int = Query(20, ge=1, le=200),
     offset: int = Query(0, ge=0, le=1_000_000_000),
 ) -> Page:
-    """Newest first, ``limit`` at a time from ``offset``."""
+    """The caller's tenant's scenarios, newest first, ``limit`` at a time from ``offset``.
+    Reads the summary columns only, never the scenario bodies."""
+    mine = ScenarioRow.tenant == caller.tenant
     with app.db.read() as session:
-        total = session.scalar(select(func.count()).select_from(ScenarioRow)) or 0
-        rows = session.scalars(
-            select(ScenarioRow)
+        total = session.scalar(select(func.count()).select_from(ScenarioRow).where(mine)) or 0
+        rows = session.execute(
+            select(ScenarioRow.id, ScenarioRow.name, ScenarioRow.created_at)
+            .where(mine)
             .order_by(ScenarioRow.created_at.desc(), ScenarioRow.id)
             .limit(limit)
             .offset(offset)
