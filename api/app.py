@@ -23,6 +23,7 @@ from rackplan.api.db import Database
 from rackplan.api.deps import State, presented_key, resolve_caller
 from rackplan.api.errors import MAX_PROBLEMS_SHOWN, problem, shown
 from rackplan.api.jobs import JobRunner
+from rackplan.api.limits import EdgeError
 from rackplan.api.routes import (
     catalogs,
     health,
@@ -188,6 +189,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         message = message.encode("utf-8", "replace").decode("utf-8")
         return problem(422, message, problems[0]["field"] if problems else None, problems)
 
+    @app.exception_handler(EdgeError)
+    async def edge_error(_request: Request, exc: EdgeError) -> JSONResponse:
+        problems = exc.problems[:MAX_PROBLEMS_SHOWN]
+        return problem(422, str(exc), problems[0]["field"] if problems else None, problems)
+
     @app.exception_handler(RequestValidationError)
     async def request_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = _pydantic_problems(list(exc.errors()))
@@ -212,6 +218,27 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("internal error")
         return problem(500, f"internal error ({type(exc).__name__}); it has been logged")
+
+
+def _document_raw_bodies(app: FastAPI) -> None:
+    """Routes that read their body themselves (to validate it off the event loop) name its
+    schema by reference; put those schemas into the OpenAPI components."""
+    from rackplan.api.schemas import ScenarioCreate
+
+    original = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        extra = ScenarioCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, definition in extra.pop("$defs", {}).items():
+            components.setdefault(name, definition)
+        components["ScenarioCreate"] = extra
+        return schema
+
+    app.openapi = openapi
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -247,6 +274,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(FastHealth)
     _install_error_handlers(app)
+    _document_raw_bodies(app)
     for module in (health, catalogs, scenarios, plans, jobs, sessions, rates, keys):
         app.include_router(module.router)
     return app

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from rackplan.api.db import SHARED_TENANT, CatalogEntryRow, now
 from rackplan.api.deps import Admin, Reader, StateDep, Writer
+from rackplan.api.limits import EdgeError, check_json
 from rackplan.api.schemas import CatalogEntryOut
 from rackplan.api.security import Caller
 from rackplan.catalogs.loader import Catalog, load_catalog
@@ -79,6 +80,9 @@ def _listed(rows: list[CatalogEntryRow]) -> list[CatalogEntryOut]:
 
 def _upsert(app, tenant: str, catalog: str, kind: str, entry_id: str, entry: dict) -> dict:
     """Validate an entry (422 naming the field) and store it in ``tenant``'s catalog."""
+    problems = check_json(entry, "body")
+    if problems:
+        raise EdgeError(problems)
     validated = MODELS[kind].model_validate(entry)  # ValidationError → 422 naming the field
     if validated.id != entry_id:
         raise HTTPException(

@@ -51,7 +51,9 @@ async def solve(
     body: SolveRequest,
     app: StateDep,
     caller: Writer,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=200, pattern=r"^[\x21-\x7e][\x20-\x7e]*$")
+    ] = None,
 ) -> PlanOut:
     """Solve a scenario. Waits up to ``wait_s`` seconds for the plan (201), else 202 + job."""
     with app.db.read() as session:
@@ -123,6 +125,29 @@ def get_plan(plan_id: str, app: StateDep, caller: Reader) -> PlanOut:
     return get_plan_row(app, plan_id, caller)
 
 
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+"""A spreadsheet reads a cell starting with one of these as a formula (OWASP CSV injection)."""
+
+
+def neutral_cell(value: object) -> object:
+    """Text that a spreadsheet would run as a formula, made inert with a leading quote;
+    numbers (negative ones too) and other text unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_LEADS):
+        return "'" + value
+    return value
+
+
+def neutralised(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose text cells cannot start a formula."""
+    out = frame.copy()
+    for column in out.columns:
+        series = out[column]
+        if pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series):
+            out[column] = series.map(neutral_cell).astype(object)
+    out.columns = [neutral_cell(str(c)) for c in out.columns]
+    return out
+
+
 def plan_frames(plan: dict) -> dict[str, pd.DataFrame]:
     summary = [
         ("status", plan.get("status")),
@@ -160,7 +185,7 @@ def export_plan(
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for name, frame in frames.items():
-                archive.writestr(f"{name}.csv", frame.to_csv(index=False))
+                archive.writestr(f"{name}.csv", neutralised(frame).to_csv(index=False))
         return Response(
             buffer.getvalue(),
             media_type="application/zip",
