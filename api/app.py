@@ -247,7 +247,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         db = Database(settings.url)
-        runner = JobRunner(db, settings.url, settings.solve_workers, settings.queue_limit)
+        runner = JobRunner(
+            db,
+            settings.url,
+            settings.solve_workers,
+            settings.queue_limit,
+            (settings.job_budget_factor, settings.job_budget_slack_s),
+        )
         app.state.rackplan = State(settings=settings, db=db, runner=runner)
         recovered = runner.recover()
         if any(recovered.values()):

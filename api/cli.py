@@ -33,6 +33,7 @@ def serve(
         port=port,
         workers=workers,
         log_level="info",
+        timeout_graceful_shutdown=5,  # SIGTERM: waiting requests end, running jobs re-queue
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
@@ -23,6 +24,9 @@ class State:
     runner: JobRunner
     health: dict[str, Any] = field(default_factory=dict)
     """``db_error_at`` (monotonic time of the last database error) feeds /ready."""
+    waiting: dict[str, int] = field(default_factory=dict)
+    """Requests waiting for a job, per key id."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def state(request: Request) -> State:

@@ -48,6 +48,14 @@ class Settings:
         default_factory=lambda: int(os.environ.get("RACKPLAN_MAX_WAITERS_PER_KEY", 4))
     )
     """Requests of one key that may wait (``wait_s``) at once; more answer 202 at once."""
+    job_budget_factor: float = field(
+        default_factory=lambda: float(os.environ.get("RACKPLAN_JOB_BUDGET_FACTOR", 3))
+    )
+    job_budget_slack_s: float = field(
+        default_factory=lambda: float(os.environ.get("RACKPLAN_JOB_BUDGET_SLACK_S", 30))
+    )
+    """A job's wall-clock budget: factor × its time limit + slack (plan, baselines and shadow
+    prices together); past it the solver process is killed and the job fails."""
     solve_time_limit_s: float = field(
         default_factory=lambda: float(os.environ.get("RACKPLAN_SOLVE_TIME_LIMIT_S", 60))
     )

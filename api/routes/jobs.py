@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 
 from fastapi import APIRouter, HTTPException
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -125,14 +125,33 @@ def get_job_row(app: State, job_id: str, caller: Caller) -> JobOut:
         return job_out(owned(session, JobRow, job_id, caller, "job"))
 
 
+def _claim_waiter(app: State, caller: Caller) -> bool:
+    """Whether this key may wait now (at most ``max_waiters_per_key`` at once)."""
+    who = caller.key_id or "anonymous"
+    with app.lock:
+        if app.waiting.get(who, 0) >= app.settings.max_waiters_per_key:
+            return False
+        app.waiting[who] = app.waiting.get(who, 0) + 1
+        return True
+
+
+def _release_waiter(app: State, caller: Caller) -> None:
+    who = caller.key_id or "anonymous"
+    with app.lock:
+        app.waiting[who] -= 1
+        if not app.waiting[who]:
+            del app.waiting[who]
+
+
 async def wait_for(app: State, job_id: str, wait_s: float, caller: Caller) -> JobOut:
-    """Poll the job until it ends or ``wait_s`` passes (without blocking the event loop)."""
-    deadline = asyncio.get_running_loop().time() + wait_s
-    job = get_job_row(app, job_id, caller)
-    while job.status in {"queued", "running"} and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.05)
-        job = get_job_row(app, job_id, caller)
-    return job
+    """Wait until the job ends or ``wait_s`` passes, woken by the runner (no polling). A key
+    that already has ``max_waiters_per_key`` requests waiting gets the job at once."""
+    if wait_s > 0 and _claim_waiter(app, caller):
+        try:
+            await app.runner.wait(job_id, wait_s)
+        finally:
+            _release_waiter(app, caller)
+    return await run_in_threadpool(get_job_row, app, job_id, caller)
 
 
 @router.get("/{job_id}", operation_id="get_job")

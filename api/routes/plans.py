@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 import pandas as pd
 from fastapi import APIRouter, Header, HTTPException
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from rackplan.api.db import PlanRow, ScenarioRow
@@ -56,6 +57,25 @@ async def solve(
     ] = None,
 ) -> PlanOut:
     """Solve a scenario. Waits up to ``wait_s`` seconds for the plan (201), else 202 + job."""
+    job = await run_in_threadpool(_submit_solve, app, scenario_id, body, caller, idempotency_key)
+    job = await wait_for(app, job.id, body.wait_s, caller)
+    if job.status == "succeeded" and job.plan_id:
+        return await run_in_threadpool(get_plan_row, app, job.plan_id, caller)
+    if job.status in {"failed", "cancelled"}:
+        raise HTTPException(
+            500 if job.status == "failed" else 409, f"the job {job.status}: {job.error}"
+        )
+    return JSONResponse(
+        status_code=202,
+        content=job.model_dump(mode="json"),
+        headers={"Location": f"/v1/jobs/{job.id}"},
+    )
+
+
+def _submit_solve(
+    app, scenario_id: str, body: SolveRequest, caller: Caller, idempotency_key: str | None
+) -> JobOut:
+    """Check the scenario and catalog, then store and submit the job (in a worker thread)."""
     with app.db.read() as session:
         body_json = owned(session, ScenarioRow, scenario_id, caller, "scenario").body
     entries = user_entries(app, body.catalog, caller)
@@ -69,19 +89,7 @@ async def solve(
         "baselines": body.baselines,
         "tenant": caller.tenant,
     }
-    job = start_job(app, "solve", request, caller, idempotency_key)
-    job = await wait_for(app, job.id, body.wait_s, caller)
-    if job.status == "succeeded" and job.plan_id:
-        return get_plan_row(app, job.plan_id, caller)
-    if job.status in {"failed", "cancelled"}:
-        raise HTTPException(
-            500 if job.status == "failed" else 409, f"the job {job.status}: {job.error}"
-        )
-    return JSONResponse(
-        status_code=202,
-        content=job.model_dump(mode="json"),
-        headers={"Location": f"/v1/jobs/{job.id}"},
-    )
+    return start_job(app, "solve", request, caller, idempotency_key)
 
 
 def check_catalog_ids(scenario: dict, entries: dict[str, list[dict]]) -> None:
