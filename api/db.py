@@ -30,9 +30,19 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+DEFAULT_TENANT = "default"
+"""The tenant that rows and keys from before tenants (schema version 3 and older) belong to."""
+SHARED_TENANT = "*shared*"
+"""The owner of shared catalogs (readable by every tenant, written with the admin scope)."""
+TENANT_LENGTH = 64
+
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+def _tenant_column() -> Mapped[str]:
+    return mapped_column(String(TENANT_LENGTH), default=DEFAULT_TENANT, index=True)
 
 
 def now() -> datetime:
@@ -57,6 +67,9 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     scopes: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    tenant: Mapped[str] = _tenant_column()
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ScenarioRow(Base):
@@ -66,6 +79,7 @@ class ScenarioRow(Base):
     body: Mapped[dict] = mapped_column(JSON)
     created_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now, index=True)
+    tenant: Mapped[str] = _tenant_column()
 
 
 class PlanRow(Base):
@@ -79,6 +93,7 @@ class PlanRow(Base):
     version, options, timings, who asked."""
     created_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    tenant: Mapped[str] = _tenant_column()
 
 
 class JobRow(Base):
@@ -99,6 +114,7 @@ class JobRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
     owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
     """host:pid of the service process whose pool runs the job (schema version 2)."""
+    tenant: Mapped[str] = _tenant_column()
 
 
 class SessionRow(Base):
@@ -109,6 +125,7 @@ class SessionRow(Base):
     comparison: Mapped[list | None] = mapped_column(JSON, nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    tenant: Mapped[str] = _tenant_column()
 
 
 class VariantRow(Base):
@@ -118,6 +135,7 @@ class VariantRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     changes: Mapped[list] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    tenant: Mapped[str] = _tenant_column()
 
 
 class CatalogEntryRow(Base):
@@ -129,6 +147,8 @@ class CatalogEntryRow(Base):
     entry_id: Mapped[str] = mapped_column(String(100))
     body: Mapped[dict] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    tenant: Mapped[str] = _tenant_column()
+    """The owning tenant, or SHARED_TENANT for a shared catalog."""
 
 
 def _create_v1(engine: Engine) -> None:
@@ -155,10 +175,55 @@ def _idempotency_unique_v3(engine: Engine) -> None:
         )
 
 
+TENANT_TABLES = (
+    "api_keys",
+    "scenarios",
+    "plans",
+    "jobs",
+    "sessions",
+    "variants",
+    "catalog_entries",
+)
+"""Every table whose rows belong to a tenant (schema version 4)."""
+
+
+def _add_column(engine: Engine, table: str, column: str, ddl: str) -> None:
+    """ALTER TABLE … ADD COLUMN unless the column exists (a fresh database has it already)."""
+    if column not in {c["name"] for c in inspect(engine).get_columns(table)}:
+        with engine.begin() as connection:
+            connection.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
+
+
+def _tenants_v4(engine: Engine) -> None:
+    """Tenants: every row and key belongs to one; rows and keys from before belong to
+    DEFAULT_TENANT. Keys get an optional expiry and a revocation time."""
+    for table in TENANT_TABLES:
+        _add_column(
+            engine,
+            table,
+            "tenant",
+            f"VARCHAR({TENANT_LENGTH}) NOT NULL DEFAULT '{DEFAULT_TENANT}'",
+        )
+        with engine.begin() as connection:
+            connection.execute(
+                text(f"CREATE INDEX IF NOT EXISTS ix_{table}_tenant ON {table} (tenant)")
+            )
+    for column in ("expires_at", "revoked_at"):
+        _add_column(engine, "api_keys", column, "TIMESTAMP WITH TIME ZONE")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE INDEX IF NOT EXISTS ix_scenarios_tenant_created "
+                "ON scenarios (tenant, created_at)"
+            )
+        )
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[Engine], None]], ...] = (
     (1, _create_v1),
     (2, _job_owner_v2),
     (3, _idempotency_unique_v3),
+    (4, _tenants_v4),
 )
 """(version, step): applied in order to databases below that version."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]

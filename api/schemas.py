@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from rackplan.api.limits import text_problem
 from rackplan.models.scenario import Scenario
 
 
@@ -16,6 +17,18 @@ def _utc(moment: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+def _clean_text(value: str) -> str:
+    """Refuse control characters and lone surrogates (api/limits.py)."""
+    found = text_problem(value)
+    if found:
+        raise ValueError(f"the text {found}")
+    return value
+
+
+SafeName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_clean_text)]
+"""A name a database, a spreadsheet and a terminal can all hold."""
 
 
 class ErrorBody(BaseModel):
@@ -96,20 +109,20 @@ class CatalogEntryOut(BaseModel):
 
 class VariantChange(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    key: str = Field(examples=["power_cap_scale"])
+    key: SafeName = Field(examples=["power_cap_scale"])
     value: float = Field(examples=[0.8])
 
 
 class VariantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[^:,=]+$")
+    name: SafeName = Field(pattern=r"^[^:,=]+$")
     changes: list[VariantChange] = Field(min_length=1)
 
 
 class SessionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
-    scenario_id: str
+    name: SafeName
+    scenario_id: str = Field(max_length=64)
 
 
 class SessionOut(BaseModel):

@@ -21,8 +21,9 @@ class Settings:
         default_factory=lambda: os.environ.get("RACKPLAN_DATABASE_URL")
     )
     """SQLAlchemy URL; default an SQLite file in data_dir (PostgreSQL: postgresql+psycopg://…)."""
-    keys_for_reads: bool = field(default_factory=lambda: _bool("RACKPLAN_KEYS_FOR_READS", False))
-    """Require an API key for GET requests too (writes always need one)."""
+    anonymous_reads: bool = field(default_factory=lambda: _bool("RACKPLAN_ANONYMOUS_READS", False))
+    """Opt-in: let requests without a key read (only) the objects of the default tenant.
+    Off by default: reads and writes need a key."""
     cors_origins: tuple[str, ...] = field(
         default_factory=lambda: tuple(
             o for o in os.environ.get("RACKPLAN_CORS_ORIGINS", "").split(",") if o
@@ -39,6 +40,22 @@ class Settings:
     )
     queue_limit: int = field(default_factory=lambda: int(os.environ.get("RACKPLAN_QUEUE_LIMIT", 8)))
     """Queued + running jobs allowed before new solves are refused with 429."""
+    tenant_queue_limit: int = field(
+        default_factory=lambda: int(os.environ.get("RACKPLAN_TENANT_QUEUE_LIMIT", 4))
+    )
+    """Queued + running jobs one tenant may have (the rest of the queue stays for others)."""
+    max_waiters_per_key: int = field(
+        default_factory=lambda: int(os.environ.get("RACKPLAN_MAX_WAITERS_PER_KEY", 4))
+    )
+    """Requests of one key that may wait (``wait_s``) at once; more answer 202 at once."""
+    job_budget_factor: float = field(
+        default_factory=lambda: float(os.environ.get("RACKPLAN_JOB_BUDGET_FACTOR", 3))
+    )
+    job_budget_slack_s: float = field(
+        default_factory=lambda: float(os.environ.get("RACKPLAN_JOB_BUDGET_SLACK_S", 30))
+    )
+    """A job's wall-clock budget: factor × its time limit + slack (plan, baselines and shadow
+    prices together); past it the solver process is killed and the job fails."""
     solve_time_limit_s: float = field(
         default_factory=lambda: float(os.environ.get("RACKPLAN_SOLVE_TIME_LIMIT_S", 60))
     )

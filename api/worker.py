@@ -79,7 +79,7 @@ def solve_job(db_url: str, job_id: str, request: dict) -> dict:
         "solver": {"name": "HiGHS", "version": outcome.highs_version if outcome else None},
         "options": {"time_limit_s": options.time_limit_s, "gap": options.rel_gap},
         "timings": {"build_s": outcome.build_s, "solve_s": outcome.solve_s} if outcome else {},
-        "requested_by": request.get("key_id"),
+        "requested_by": request.get("tenant"),
     }
     return {"status": result.status, "result": result.as_json(), "audit": audit}
 

@@ -10,13 +10,15 @@ from typing import Annotated, Literal
 
 import pandas as pd
 from fastapi import APIRouter, Header, HTTPException
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from rackplan.api.db import PlanRow, ScenarioRow
-from rackplan.api.deps import Reader, StateDep, Writer
+from rackplan.api.deps import Reader, StateDep, Writer, owned
 from rackplan.api.routes.catalogs import shipped_catalog, user_entries
 from rackplan.api.routes.jobs import start_job, wait_for
 from rackplan.api.schemas import JobOut, PlanOut, SolveRequest
+from rackplan.api.security import Caller
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.planner.export import TABLES
 from rackplan.planner.spreadsheets import write_workbook
@@ -25,13 +27,14 @@ router = APIRouter(tags=["plans"])
 
 
 def plan_out(row: PlanRow) -> PlanOut:
+    """A stored plan; its audit names the tenant that asked (never a key id)."""
     return PlanOut(
         id=row.id,
         scenario_id=row.scenario_id,
         status=row.status,
         created_at=row.created_at,
         plan=row.result,
-        audit=row.audit,
+        audit={**row.audit, "requested_by": row.tenant},
     )
 
 
@@ -48,30 +51,16 @@ async def solve(
     scenario_id: str,
     body: SolveRequest,
     app: StateDep,
-    key_id: Writer,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    caller: Writer,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=200, pattern=r"^[\x21-\x7e][\x20-\x7e]*$")
+    ] = None,
 ) -> PlanOut:
     """Solve a scenario. Waits up to ``wait_s`` seconds for the plan (201), else 202 + job."""
-    with app.db.read() as session:
-        scenario = session.get(ScenarioRow, scenario_id)
-        if scenario is None:
-            raise HTTPException(404, f"no scenario '{scenario_id}'")
-        body_json = scenario.body
-    entries = user_entries(app, body.catalog)
-    check_catalog_ids(body_json, entries)
-    request = {
-        "scenario_id": scenario_id,
-        "scenario": body_json,
-        "catalog_entries": entries,
-        "time_limit_s": min(body.time_limit_s, app.settings.solve_time_limit_s),
-        "gap": body.gap,
-        "baselines": body.baselines,
-        "key_id": key_id,
-    }
-    job = start_job(app, "solve", request, key_id, idempotency_key)
-    job = await wait_for(app, job.id, body.wait_s)
+    job = await run_in_threadpool(_submit_solve, app, scenario_id, body, caller, idempotency_key)
+    job = await wait_for(app, job.id, body.wait_s, caller)
     if job.status == "succeeded" and job.plan_id:
-        return get_plan_row(app, job.plan_id)
+        return await run_in_threadpool(get_plan_row, app, job.plan_id, caller)
     if job.status in {"failed", "cancelled"}:
         raise HTTPException(
             500 if job.status == "failed" else 409, f"the job {job.status}: {job.error}"
@@ -81,6 +70,26 @@ async def solve(
         content=job.model_dump(mode="json"),
         headers={"Location": f"/v1/jobs/{job.id}"},
     )
+
+
+def _submit_solve(
+    app, scenario_id: str, body: SolveRequest, caller: Caller, idempotency_key: str | None
+) -> JobOut:
+    """Check the scenario and catalog, then store and submit the job (in a worker thread)."""
+    with app.db.read() as session:
+        body_json = owned(session, ScenarioRow, scenario_id, caller, "scenario").body
+    entries = user_entries(app, body.catalog, caller)
+    check_catalog_ids(body_json, entries)
+    request = {
+        "scenario_id": scenario_id,
+        "scenario": body_json,
+        "catalog_entries": entries,
+        "time_limit_s": min(body.time_limit_s, app.settings.solve_time_limit_s),
+        "gap": body.gap,
+        "baselines": body.baselines,
+        "tenant": caller.tenant,
+    }
+    return start_job(app, "solve", request, caller, idempotency_key)
 
 
 def check_catalog_ids(scenario: dict, entries: dict[str, list[dict]]) -> None:
@@ -114,17 +123,37 @@ def check_catalog_ids(scenario: dict, entries: dict[str, list[dict]]) -> None:
         raise InputError(problems)
 
 
-def get_plan_row(app, plan_id: str) -> PlanOut:
+def get_plan_row(app, plan_id: str, caller: Caller) -> PlanOut:
     with app.db.read() as session:
-        row = session.get(PlanRow, plan_id)
-        if row is None:
-            raise HTTPException(404, f"no plan '{plan_id}'")
-        return plan_out(row)
+        return plan_out(owned(session, PlanRow, plan_id, caller, "plan"))
 
 
 @router.get("/v1/plans/{plan_id}", operation_id="get_plan")
-def get_plan(plan_id: str, app: StateDep, _key: Reader) -> PlanOut:
-    return get_plan_row(app, plan_id)
+def get_plan(plan_id: str, app: StateDep, caller: Reader) -> PlanOut:
+    return get_plan_row(app, plan_id, caller)
+
+
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+"""A spreadsheet reads a cell starting with one of these as a formula (OWASP CSV injection)."""
+
+
+def neutral_cell(value: object) -> object:
+    """Text that a spreadsheet would run as a formula, made inert with a leading quote;
+    numbers (negative ones too) and other text unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_LEADS):
+        return "'" + value
+    return value
+
+
+def neutralised(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose text cells cannot start a formula."""
+    out = frame.copy()
+    for column in out.columns:
+        series = out[column]
+        if pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series):
+            out[column] = series.map(neutral_cell).astype(object)
+    out.columns = [neutral_cell(str(c)) for c in out.columns]
+    return out
 
 
 def plan_frames(plan: dict) -> dict[str, pd.DataFrame]:
@@ -153,10 +182,10 @@ def plan_frames(plan: dict) -> dict[str, pd.DataFrame]:
     },
 )
 def export_plan(
-    plan_id: str, app: StateDep, _key: Reader, format: Literal["json", "csv", "xlsx"] = "json"
+    plan_id: str, app: StateDep, caller: Reader, format: Literal["json", "csv", "xlsx"] = "json"
 ) -> Response:
     """The plan as JSON, a zip of CSV tables, or an XLSX workbook."""
-    plan = get_plan_row(app, plan_id)
+    plan = get_plan_row(app, plan_id, caller)
     if format == "json":
         return JSONResponse(plan.plan)
     frames = plan_frames(plan.plan)
@@ -164,7 +193,7 @@ def export_plan(
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for name, frame in frames.items():
-                archive.writestr(f"{name}.csv", frame.to_csv(index=False))
+                archive.writestr(f"{name}.csv", neutralised(frame).to_csv(index=False))
         return Response(
             buffer.getvalue(),
             media_type="application/zip",

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/rates", tags=["rates"])
 
 @router.get("", operation_id="get_rates")
 def rates(
-    _key: Reader,
+    _caller: Reader,
     rack: str = Query(examples=["gb200-nvl72"]),
     llm: str = Query(examples=["llama-3.1-70b"]),
     input_tokens: float = Query(gt=0, le=10_000_000, examples=[2000]),

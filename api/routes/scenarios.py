@@ -2,118 +2,129 @@
 
 from __future__ import annotations
 
-import io
+import json
 import tempfile
+import threading
 import zipfile
-import zlib
-from pathlib import Path, PurePosixPath
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
-from fastapi import APIRouter, HTTPException, Query, UploadFile
+from defusedxml import DefusedXmlException
+from fastapi import APIRouter, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from rackplan.api.db import ScenarioRow
-from rackplan.api.deps import Reader, StateDep, Writer
+from rackplan.api.deps import Reader, StateDep, Writer, owned
+from rackplan.api.limits import EdgeError, check_json, duplicate_names
 from rackplan.api.schemas import Page, ScenarioCreate, ScenarioOut, ScenarioSummary
+from rackplan.api.security import Caller
+from rackplan.api.uploads import check_workbook, checked_archive, extract_csv, shown_name
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.models.scenario import Scenario
 from rackplan.planner.spreadsheets import catalog_extensions, read_scenario
 
 router = APIRouter(prefix="/v1/scenarios", tags=["scenarios"])
-MAX_ZIP_ENTRIES = 50
-MAX_ZIP_RATIO = 100
+PARSERS = threading.BoundedSemaphore(2)
+"""Parses and validations that may run at once (each in a worker thread, off the event
+loop); more wait up to PARSE_WAIT_S, then get a 503."""
+PARSE_WAIT_S = 30.0
 
 
-def _store(app, scenario: Scenario, key_id: str | None) -> ScenarioOut:
+@contextmanager
+def parse_slot() -> Iterator[None]:
+    """One of the few parse slots, or 503 when the service is busy parsing."""
+    if not PARSERS.acquire(timeout=PARSE_WAIT_S):
+        raise HTTPException(503, "the service is busy parsing other uploads; retry later")
+    try:
+        yield
+    finally:
+        PARSERS.release()
+
+
+def _store(app, scenario: Scenario, caller: Caller) -> ScenarioOut:
     with app.db.transaction() as session:
         row = ScenarioRow(
-            name=scenario.name, body=scenario.model_dump(mode="json"), created_by=key_id
+            name=scenario.name,
+            body=scenario.model_dump(mode="json"),
+            created_by=caller.key_id,
+            tenant=caller.tenant,
         )
         session.add(row)
         session.flush()
         return ScenarioOut(id=row.id, name=row.name, created_at=row.created_at, scenario=row.body)
 
 
-@router.post("", status_code=201, operation_id="create_scenario")
-def create_scenario(body: ScenarioCreate, app: StateDep, key_id: Writer) -> ScenarioOut:
-    """Store a scenario given as JSON."""
-    return _store(app, body.scenario, key_id)
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
-def _checked_archive(data: bytes, limit: int, label: str) -> zipfile.ZipFile:
-    """Open a zip (a .zip upload, or an .xlsx, which is one) after checking it is safe:
-    few entries, no absolute or parent paths, bounded expanded size and compression ratio."""
+def _edge_checked(scenario: object, path: str) -> None:
+    """Sizes, text and plausible numbers first (linear), so the domain types only ever
+    validate bounded, clean input."""
+    problems = check_json(scenario, path)
+    if not problems and isinstance(scenario, dict):
+        problems = [dict(p, field=f"{path}.{p['field']}") for p in duplicate_names(scenario)]
+    if problems:
+        raise EdgeError(problems)
+
+
+def parse_scenario_body(raw: bytes) -> Scenario:
+    """The JSON body ``{"scenario": {...}}`` decoded, edge-checked and validated (in a
+    worker thread: never on the event loop)."""
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
-        raise InputError([Problem(label, None, None, "not a valid zip archive")]) from exc
-    entries = [e for e in archive.infolist() if not e.is_dir()]
-    if len(entries) > MAX_ZIP_ENTRIES:
-        raise InputError(
-            [Problem(label, None, None, f"more than {MAX_ZIP_ENTRIES} files in the archive")]
-        )
-    total = 0
-    for entry in entries:
-        path = PurePosixPath(entry.filename)
-        if path.is_absolute() or ".." in path.parts or "\\" in entry.filename:
-            raise InputError(
-                [Problem(label, None, None, "unsafe path in the archive", entry.filename)]
-            )
-        total += entry.file_size
-        ratio = entry.file_size / entry.compress_size if entry.compress_size else 0
-        if total > limit or ratio > MAX_ZIP_RATIO:
-            raise HTTPException(413, f"{label} expands beyond the upload limit")
-    return archive
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise EdgeError([{"field": "body", "message": f"not valid JSON: {exc}"[:300]}]) from exc
+    if isinstance(body, dict) and isinstance(body.get("scenario"), dict):
+        _edge_checked(body["scenario"], "body.scenario")
+    try:
+        return ScenarioCreate.model_validate(body).scenario
+    except ValidationError as exc:
+        errors = [dict(e, loc=("body", *e["loc"])) for e in exc.errors()]
+        raise RequestValidationError(errors) from None
 
 
-def _extract_csv(archive: zipfile.ZipFile, folder: Path, label: str) -> None:
-    """Write the archive's CSV files into ``folder``; a damaged entry or two files with the same
-    name are refused (names are flattened)."""
-    seen: dict[str, str] = {}
-    for entry in archive.infolist():
-        name = PurePosixPath(entry.filename).name
-        if entry.is_dir() or not name.lower().endswith(".csv"):
-            continue
-        if name in seen:
-            raise InputError(
-                [
-                    Problem(
-                        label,
-                        None,
-                        None,
-                        f"two files named {name} ({seen[name]}, {entry.filename})",
-                    )
-                ]
-            )
-        seen[name] = entry.filename
-        try:
-            (folder / name).write_bytes(archive.read(entry))
-        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, zlib.error, EOFError) as exc:
-            raise InputError(
-                [Problem(label, None, None, f"cannot read {entry.filename}: {exc}")]
-            ) from exc
+@router.post(
+    "",
+    status_code=201,
+    operation_id="create_scenario",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ScenarioCreate"}}
+            },
+        }
+    },
+)
+async def create_scenario(request: Request, app: StateDep, caller: Writer) -> ScenarioOut:
+    """Store a scenario given as JSON (``{"scenario": {...}}``)."""
+    raw = await request.body()
+
+    def work() -> ScenarioOut:
+        with parse_slot():
+            scenario = parse_scenario_body(raw)
+        return _store(app, scenario, caller)
+
+    return await run_in_threadpool(work)
 
 
-@router.post("/upload", status_code=201, operation_id="upload_scenario")
-def upload_scenario(file: UploadFile, app: StateDep, key_id: Writer) -> ScenarioOut:
-    """Store a scenario uploaded as an .xlsx workbook or a .zip of the CSV tables."""
-    limit = app.settings.max_upload_bytes
-    data = file.file.read(limit + 1)
-    if len(data) > limit:
-        raise HTTPException(413, f"the upload exceeds {limit} bytes")
-    name = Path(file.filename or "upload").name
-    if not name.lower().endswith((".xlsx", ".zip")):
-        raise InputError(
-            [Problem(name, None, None, "upload an .xlsx workbook or a .zip of CSV tables")]
-        )
-    archive = _checked_archive(data, limit, name)
+def _read_upload(data: bytes, name: str, suffix: str, limit: int) -> Scenario:
+    """A scenario from an .xlsx or a .zip of CSV tables, checked before and after reading."""
+    archive = checked_archive(data, limit, name)
     with tempfile.TemporaryDirectory() as folder:
-        if name.lower().endswith(".xlsx"):
-            path = Path(folder) / name
+        if suffix == ".xlsx":
+            check_workbook(archive, name)
+            path = Path(folder) / "upload.xlsx"  # never the client's name: no path tricks
             path.write_bytes(data)
         else:
             path = Path(folder) / "scenario"
             path.mkdir()
-            _extract_csv(archive, path, name)
+            extract_csv(archive, path, name)
         with catalog_extensions(path) as extra:
             if extra:
                 raise InputError(
@@ -127,31 +138,56 @@ def upload_scenario(file: UploadFile, app: StateDep, key_id: Writer) -> Scenario
                         )
                     ]
                 )
-        scenario = read_scenario(path)
-    return _store(app, scenario, key_id)
+        try:
+            scenario = read_scenario(path)
+        except (DefusedXmlException, SyntaxError, KeyError, zipfile.BadZipFile) as exc:
+            raise InputError(
+                [Problem(name, None, None, f"not a readable workbook ({type(exc).__name__})")]
+            ) from exc
+    _edge_checked(scenario.model_dump(mode="json"), "scenario")
+    return scenario
+
+
+@router.post("/upload", status_code=201, operation_id="upload_scenario")
+def upload_scenario(file: UploadFile, app: StateDep, caller: Writer) -> ScenarioOut:
+    """Store a scenario uploaded as an .xlsx workbook or a .zip of the CSV tables."""
+    limit = app.settings.max_upload_bytes
+    data = file.file.read(limit + 1)
+    if len(data) > limit:
+        raise HTTPException(413, f"the upload exceeds {limit} bytes")
+    name = shown_name(file.filename)
+    suffix = Path((file.filename or "").replace("\\", "/")).suffix.lower()
+    if suffix not in {".xlsx", ".zip"}:
+        raise InputError(
+            [Problem(name, None, None, "upload an .xlsx workbook or a .zip of CSV tables")]
+        )
+    with parse_slot():
+        scenario = _read_upload(data, name, suffix, limit)
+    return _store(app, scenario, caller)
 
 
 @router.get("/{scenario_id}", operation_id="get_scenario")
-def get_scenario(scenario_id: str, app: StateDep, _key: Reader) -> ScenarioOut:
+def get_scenario(scenario_id: str, app: StateDep, caller: Reader) -> ScenarioOut:
     with app.db.read() as session:
-        row = session.get(ScenarioRow, scenario_id)
-        if row is None:
-            raise HTTPException(404, f"no scenario '{scenario_id}'")
+        row = owned(session, ScenarioRow, scenario_id, caller, "scenario")
         return ScenarioOut(id=row.id, name=row.name, created_at=row.created_at, scenario=row.body)
 
 
 @router.get("", operation_id="list_scenarios")
 def list_scenarios(
     app: StateDep,
-    _key: Reader,
+    caller: Reader,
     limit: int = Query(20, ge=1, le=200),
     offset: int = Query(0, ge=0, le=1_000_000_000),
 ) -> Page:
-    """Newest first, ``limit`` at a time from ``offset``."""
+    """The caller's tenant's scenarios, newest first, ``limit`` at a time from ``offset``.
+    Reads the summary columns only, never the scenario bodies."""
+    mine = ScenarioRow.tenant == caller.tenant
     with app.db.read() as session:
-        total = session.scalar(select(func.count()).select_from(ScenarioRow)) or 0
-        rows = session.scalars(
-            select(ScenarioRow)
+        total = session.scalar(select(func.count()).select_from(ScenarioRow).where(mine)) or 0
+        rows = session.execute(
+            select(ScenarioRow.id, ScenarioRow.name, ScenarioRow.created_at)
+            .where(mine)
             .order_by(ScenarioRow.created_at.desc(), ScenarioRow.id)
             .limit(limit)
             .offset(offset)

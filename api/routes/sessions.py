@@ -11,20 +11,19 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 
 from rackplan.api.db import ScenarioRow, SessionRow, VariantRow
-from rackplan.api.deps import Reader, StateDep, Writer
+from rackplan.api.deps import Reader, StateDep, Writer, owned
 from rackplan.api.routes.jobs import start_job
 from rackplan.api.schemas import JobOut, SessionCreate, SessionOut, VariantIn
+from rackplan.api.security import Caller
 from rackplan.planner.session import parse_variant_options
 from rackplan.planner.spreadsheets import write_workbook
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
 
-def _session_out(app, session_id: str) -> SessionOut:
+def _session_out(app, session_id: str, caller: Caller) -> SessionOut:
     with app.db.read() as session:
-        row = session.get(SessionRow, session_id)
-        if row is None:
-            raise HTTPException(404, f"no session '{session_id}'")
+        row = owned(session, SessionRow, session_id, caller, "session")
         variants = session.scalars(
             select(VariantRow)
             .where(VariantRow.session_id == session_id)
@@ -40,31 +39,35 @@ def _session_out(app, session_id: str) -> SessionOut:
 
 
 @router.post("", status_code=201, operation_id="create_session")
-def create_session(body: SessionCreate, app: StateDep, key_id: Writer) -> SessionOut:
+def create_session(body: SessionCreate, app: StateDep, caller: Writer) -> SessionOut:
     with app.db.transaction() as session:
-        if session.get(ScenarioRow, body.scenario_id) is None:
-            raise HTTPException(404, f"no scenario '{body.scenario_id}'")
-        row = SessionRow(name=body.name, scenario_id=body.scenario_id, created_by=key_id)
+        owned(session, ScenarioRow, body.scenario_id, caller, "scenario")
+        row = SessionRow(
+            name=body.name,
+            scenario_id=body.scenario_id,
+            created_by=caller.key_id,
+            tenant=caller.tenant,
+        )
         session.add(row)
         session.flush()
         session_id = row.id
-    return _session_out(app, session_id)
+    return _session_out(app, session_id, caller)
 
 
 @router.get("/{session_id}", operation_id="get_session")
-def get_session(session_id: str, app: StateDep, _key: Reader) -> SessionOut:
-    return _session_out(app, session_id)
+def get_session(session_id: str, app: StateDep, caller: Reader) -> SessionOut:
+    return _session_out(app, session_id, caller)
 
 
 @router.post("/{session_id}/variants", status_code=201, operation_id="add_variant")
-def add_variant(session_id: str, body: VariantIn, app: StateDep, _key: Writer) -> SessionOut:
+def add_variant(session_id: str, body: VariantIn, app: StateDep, caller: Writer) -> SessionOut:
     """Add a variant: overrides as (parameter, value) — scale factors or absolute values."""
+    with app.db.read() as session:
+        owned(session, SessionRow, session_id, caller, "session")  # 404 before any detail
     spec = f"{body.name}:" + ",".join(f"{c.key}={c.value}" for c in body.changes)
     parse_variant_options([spec])  # same validation as the command line
     with app.db.transaction() as session:
-        row = session.get(SessionRow, session_id)
-        if row is None:
-            raise HTTPException(404, f"no session '{session_id}'")
+        row = owned(session, SessionRow, session_id, caller, "session")
         taken = session.scalars(
             select(VariantRow).where(
                 VariantRow.session_id == session_id, VariantRow.name == body.name
@@ -77,16 +80,17 @@ def add_variant(session_id: str, body: VariantIn, app: StateDep, _key: Writer) -
                 session_id=session_id,
                 name=body.name,
                 changes=[c.model_dump() for c in body.changes],
+                tenant=caller.tenant,
             )
         )
         row.comparison = None
-    return _session_out(app, session_id)
+    return _session_out(app, session_id, caller)
 
 
 @router.post("/{session_id}/solve", status_code=202, operation_id="solve_session")
-def solve_session(session_id: str, app: StateDep, key_id: Writer) -> JobOut:
+def solve_session(session_id: str, app: StateDep, caller: Writer) -> JobOut:
     """Solve the base and every variant (a job); the comparison appears on the session."""
-    current = _session_out(app, session_id)
+    current = _session_out(app, session_id, caller)
     if not current.variants:
         raise HTTPException(422, "add at least one variant first")
     with app.db.read() as session:
@@ -96,8 +100,9 @@ def solve_session(session_id: str, app: StateDep, key_id: Writer) -> JobOut:
         "scenario": scenario,
         "variants": [v.model_dump() for v in current.variants],
         "time_limit_s": app.settings.solve_time_limit_s,
+        "tenant": caller.tenant,
     }
-    job = start_job(app, "session", request, key_id, None)
+    job = start_job(app, "session", request, caller, None)
     return JSONResponse(
         status_code=202,
         content=job.model_dump(mode="json"),
@@ -105,8 +110,8 @@ def solve_session(session_id: str, app: StateDep, key_id: Writer) -> JobOut:
     )
 
 
-def _comparison(app, session_id: str) -> list[dict]:
-    current = _session_out(app, session_id)
+def _comparison(app, session_id: str, caller: Caller) -> list[dict]:
+    current = _session_out(app, session_id, caller)
     if current.comparison is None:
         raise HTTPException(
             409, "the session has not been solved since its last change: POST …/solve"
@@ -115,9 +120,9 @@ def _comparison(app, session_id: str) -> list[dict]:
 
 
 @router.get("/{session_id}/comparison", operation_id="compare_session")
-def compare(session_id: str, app: StateDep, _key: Reader) -> list[dict]:
+def compare(session_id: str, app: StateDep, caller: Reader) -> list[dict]:
     """Side by side: KPIs of the base and each variant, with deltas against the base."""
-    return _comparison(app, session_id)
+    return _comparison(app, session_id, caller)
 
 
 @router.get(
@@ -127,8 +132,8 @@ def compare(session_id: str, app: StateDep, _key: Reader) -> list[dict]:
         200: {"content": {"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {}}}
     },
 )
-def export_comparison(session_id: str, app: StateDep, _key: Reader) -> Response:
-    rows = _comparison(app, session_id)
+def export_comparison(session_id: str, app: StateDep, caller: Reader) -> Response:
+    rows = _comparison(app, session_id, caller)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "comparison.xlsx"
         write_workbook({"comparison": pd.DataFrame(rows)}, path)
