@@ -52,7 +52,6 @@ PRIOR_CENTRE: dict[str, float] = {
     "flops_fraction": 0.55,
     "bandwidth_fraction": 0.71,
     "layer_overhead_us": 12.0,
-    "gemm_half_efficiency_tokens": 128.0,
     "overlap_exponent": 4.0,
 }
 """Where the fit starts and what the prior pulls toward, whatever the catalog holds, so a
@@ -61,7 +60,6 @@ PRIOR_SD: dict[str, float] = {
     "flops_fraction": 0.15,
     "bandwidth_fraction": 0.12,
     "layer_overhead_us": 10.0,
-    "gemm_half_efficiency_tokens": 128.0,
     "overlap_exponent": 3.0,
 }
 """Prior standard deviations, in each parameter's unit."""
@@ -180,7 +178,8 @@ def fit_family(
     resolve: Resolver,
     prior: EfficiencyFactors | None = None,
 ) -> EfficiencyFactors:
-    """Fit η_F, η_B, τ_layer and M½ of one rack family to ``points`` within ``FIT_BOUNDS``,
+    """Fit η_F, η_B, τ_layer and the overlap exponent p of one rack family to ``points`` within
+    ``FIT_BOUNDS``,
     starting from and weakly pulled toward ``PRIOR_CENTRE`` (module docstring). Returns
     ``prior`` (the family's other engine terms) with the fitted values replaced."""
     prior = prior or EfficiencyFactors(flops_fraction=0.55, bandwidth_fraction=0.71)

@@ -306,18 +306,44 @@ def expert_load_imbalance(llm: LLM, hw: ReplicaHardware, tokens: np.ndarray | fl
 
     Experts are spread over the replica's n chips (expert parallelism). Uniform routing gives
     each chip a Poisson load of mean m = T·k/n routed tokens; the largest of n such loads is
-    about m + √(2·ln n·m), so ι_stat = 1 + √(2·ln n / m), at most n (one chip doing all the
-    work). Real routers are skewed beyond that: ``moe_imbalance`` (≥ 1) multiplies it. 1 for
-    dense models and for a single chip (its experts run one after another).
+    about m + √(2·ln n·m), so ι_stat = 1 + √(2·ln n / m). Real routers are skewed beyond that:
+    ``moe_imbalance`` (≥ 1) multiplies it. The product is capped at its physical ceiling
+    min(n, E/k): a chip holding E/n experts receives at most min(k, E/n) copies of each token.
+    1 for dense models and for a single chip (its experts run one after another).
     """
     tokens = np.asarray(tokens, dtype=float)
     if not llm.is_moe:
         return np.ones(np.broadcast_shapes(tokens.shape, hw.chips.shape))
-    chips = hw.chips
+    chips = np.maximum(hw.chips, 1.0)
     per_chip = np.maximum(tokens * llm.experts_routed / chips, 1e-9)
-    spread = np.sqrt(2.0 * np.log(np.maximum(chips, 1.0)) / per_chip)
-    statistical = np.minimum(1.0 + spread, np.maximum(chips, 1.0))
-    return hw.moe_imbalance * statistical
+    spread = np.sqrt(2.0 * np.log(chips) / per_chip)
+    ceiling = np.minimum(chips, llm.experts_total / llm.experts_routed)
+    return np.minimum(hw.moe_imbalance * (1.0 + spread), np.maximum(ceiling, 1.0))
+
+
+def expert_compute_s(llm: LLM, hw: ReplicaHardware, tokens: np.ndarray | float) -> np.ndarray:
+    """Routed-expert GEMM time of a pass of T tokens: the busiest of n chips sets the pace.
+
+    t = 2·(N_exp/E)·(L_max + M½·X_max) / (F/n), with
+    L_max = min(ι·T·k/n, T·min(k, E/n)) routed token copies the busiest chip receives
+    (``expert_load_imbalance``) and X_max = (E/n)·(1 − (1 − k/E)^T) experts it touches, each
+    expert GEMM paying M½ tokens of tile waste (``gemm_half_efficiency_tokens``). Both grow
+    with T, so the time does. On one chip this is 2·(N_exp/E)·(T·k + M½·E·touched)/F. 0 for
+    dense models.
+    """
+    tokens = np.asarray(tokens, dtype=float)
+    if not llm.is_moe:
+        return np.zeros(np.broadcast_shapes(tokens.shape, hw.chips.shape))
+    n = np.maximum(hw.chips, 1.0)
+    experts, routed = llm.experts_total, llm.experts_routed
+    per_expert_flops_per_token = 2.0 * llm.expert_params_b / experts * 1e9
+    imbalance = expert_load_imbalance(llm, hw, tokens)
+    busiest_tokens = np.minimum(
+        imbalance * tokens * routed / n, tokens * np.minimum(routed, experts / n)
+    )
+    busiest_experts = experts / n * experts_touched_fraction(llm, tokens)
+    waste = hw.gemm_half_efficiency_tokens * busiest_experts
+    return per_expert_flops_per_token * (busiest_tokens + waste) / (hw.linear_flops_per_s / n)
 
 
 def expert_gemm_flops(llm: LLM, hw: ReplicaHardware, tokens: np.ndarray) -> np.ndarray:
@@ -332,13 +358,6 @@ def gemm_size_slowdown(hw: ReplicaHardware, gemm_tokens: np.ndarray) -> np.ndarr
     (``EfficiencyFactors.gemm_half_efficiency_tokens``; 1 when M½ = 0)."""
     gemm_tokens = np.maximum(np.asarray(gemm_tokens, dtype=float), 1e-9)
     return 1.0 + hw.gemm_half_efficiency_tokens / gemm_tokens
-
-
-def tokens_per_touched_expert(llm: LLM, tokens: np.ndarray) -> np.ndarray:
-    """M of one expert GEMM: T·k routed copies shared by the E·(1 − (1 − k/E)^T) experts the
-    pass touches (T·k/E once every expert is busy)."""
-    touched = np.maximum(experts_touched_fraction(llm, tokens) * llm.experts_total, 1.0)
-    return tokens * llm.experts_routed / touched
 
 
 def dense_weight_bytes(llm: LLM, precision: Precision) -> float:
@@ -438,9 +457,7 @@ def _pass(
         / hw.linear_flops_per_s,
         gemm_memory_s=np.full(np.shape(tokens), dense_weight_bytes(llm, precision))
         / hw.bandwidth_bytes_per_s,
-        expert_compute_s=expert_gemm_flops(llm, hw, tokens)
-        * (gemm_size_slowdown(hw, tokens_per_touched_expert(llm, tokens)) if llm.is_moe else 1.0)
-        / hw.linear_flops_per_s,
+        expert_compute_s=expert_compute_s(llm, hw, tokens),
         expert_memory_s=expert_weight_bytes_read(llm, precision, tokens) / hw.bandwidth_bytes_per_s,
         attention_compute_s=attention_flops / hw.attention_flops_per_s,
         attention_memory_s=kv_bytes_moved / hw.attention_bandwidth_bytes_per_s,
@@ -470,18 +487,24 @@ def draft_overhead_s(
     """Time to draft d tokens per sequence with a one-layer head (MTP / EAGLE style).
 
     Each draft token is one sequential pass of one transformer layer over the batch:
-    d·(τ_step + τ_layer + max(2·b·N_act/layers / F, W/layers / B)). 0 without speculation.
+    d·(τ_step + τ_layer + ov(2·b·N_act·s(b)/layers / F, W/layers / B) + t_comm(b)/layers),
+    with one layer's share of the collectives. 0 without speculation.
     """
     draft = workload.speculative_draft_tokens
     if draft == 0:
         return np.zeros_like(np.asarray(batch, dtype=float))
-    flops = dense_gemm_flops(llm, batch) + expert_gemm_flops(llm, hw, batch)
+    flops = dense_gemm_flops(llm, batch) * gemm_size_slowdown(hw, batch) + expert_gemm_flops(
+        llm, hw, batch
+    )
     per_layer_compute = flops / llm.layers / hw.linear_flops_per_s
     per_layer_memory = (
         weight_bytes_read(llm, precision, batch) / llm.layers / hw.bandwidth_bytes_per_s
     )
     one_pass = (
-        hw.step_overhead_s + hw.layer_overhead_s + np.maximum(per_layer_compute, per_layer_memory)
+        hw.step_overhead_s
+        + hw.layer_overhead_s
+        + overlapped(per_layer_compute, per_layer_memory, hw.overlap_exponent)
+        + collective_time_s(hw, llm, precision, batch) / llm.layers
     )
     return draft * one_pass
 
@@ -494,9 +517,9 @@ def decode_step(
     With speculation (d drafted tokens, E accepted on average) each sequence verifies d + 1
     tokens: T = b·(d + 1); the KV cache is read once per sequence.
 
-    GEMMs      max(2·T·N_dense_act·s(T) / F, W_dense / B)
-             + max(ι·2·T·N_exp·k/E·s(M_e) / F, W_exp(T) / B)
-               with s(M) = (M + M½)/M the small-GEMM slowdown, M_e tokens per touched expert
+    GEMMs      ov(2·T·N_dense_act·s(T) / F, W_dense / B) + ov(t_experts(T), W_exp(T) / B)
+               with s(M) = (M + M½)/M the small-GEMM slowdown and t_experts the busiest
+               chip's expert time (``expert_compute_s``)
     attention  max(T·attn(ctx) / F, b·kv(ctx) / (κ·B))
     plus activation traffic, t_comm(T), τ_step + layers·τ_layer + b·τ_req and the draft passes.
     TPOT = t_step / E;  tokens/s = b·E / t_step;  memory = W + b·kv(ctx) ≤ usable capacity.

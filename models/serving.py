@@ -26,7 +26,7 @@ from rackplan.models.hardware import EfficiencyFactors, RackType
 from rackplan.models.latency import tpot_factor, ttft_factor
 from rackplan.models.llm import LLM
 from rackplan.models.operating_points import ReplicaSet, largest_feasible
-from rackplan.models.roofline import aggregated_step
+from rackplan.models.roofline import aggregated_step, speculative_tokens_per_step
 from rackplan.models.workload import Precision, Workload
 
 
@@ -142,13 +142,14 @@ def aggregated_rates(
 def aggregated_sla_points(replicas: ReplicaSet) -> list[dict]:
     """Per replica size, the largest batch meeting both SLAs with aggregated serving.
 
-    Below b = O the TTFT falls as b grows (a prompt is spread over fewer steps), above it rises,
-    so the search for the largest batch treats b < O as TTFT-feasible and then checks the TTFT
-    of the batch it finds. Each dict: batch_size, chips_per_replica, racks_per_replica,
+    Below b·E = O the TTFT falls as b grows (a prompt is spread over fewer steps; E tokens are
+    accepted per sequence per step), above it rises, so the search for the largest batch treats
+    b·E < O as TTFT-feasible and then checks the TTFT of the batch it finds. Each dict: batch_size, chips_per_replica, racks_per_replica,
     output_tokens_per_s_per_rack, tpot_ms, ttft_ms, power_kw.
     """
     workload = replicas.workload
     limits = replicas.aggregated_batch_limits()
+    accepted = speculative_tokens_per_step(workload)
     if len(replicas) == 0:
         return []
 
@@ -158,7 +159,8 @@ def aggregated_sla_points(replicas: ReplicaSet) -> list[dict]:
         if workload.tpot_ms:
             ok &= tpot <= workload.tpot_ms
         if workload.ttft_ms:
-            ok &= (ttft <= workload.ttft_ms) | (batch < workload.output_tokens)
+            # TTFT falls with b while b·E < O (a prompt spreads over fewer steps), then rises
+            ok &= (ttft <= workload.ttft_ms) | (batch * accepted < workload.output_tokens)
         return ok
 
     best = largest_feasible(meets, limits)

@@ -140,7 +140,8 @@ def calibrate(
     fit_on: Sequence[str] = (),
     fit_keys: set[PointKey] | None = None,
 ) -> CalibrationReport:
-    """Fit η_F, η_B, τ_layer per rack family and report errors on fitted and held-out points.
+    """Fit η_F, η_B, τ_layer and the overlap exponent per rack family; report errors on fitted
+    and held-out points.
 
     The fitting points are ``fit_keys`` when given (the shipped split: ``load_fit_points``),
     else every point of the ``fit_on`` racks (all racks if empty)."""
@@ -201,20 +202,27 @@ def leave_one_out(
 
 RATE_BAND_QUANTILES = (0.1, 0.9)
 """The rate band covers the central 80 % of held-out pred/meas ratios."""
+MIN_BAND_PCT = 5.0
+"""No side of a band is narrower than this: a handful of held-out points all on one side
+does not make the rate exact on the other."""
 MIN_POINTS_FOR_BAND = 3
 
 
 def rate_band_pct(errors: Sequence[PointError]) -> tuple[float, float] | None:
     """(low %, high %) such that the true rate lies in [rate·(1 − low), rate·(1 + high)] for the
     central 80 % of ``errors``: with q10, q90 the quantiles of pred/meas, true = rate/ratio, so
-    low = 1 − 1/q90 and high = 1/q10 − 1 (each at least 0). None with fewer than 3 points."""
+    low = 1 − 1/q90 and high = 1/q10 − 1 (each at least ``MIN_BAND_PCT``). None with fewer
+    than 3 points."""
     ratios = [
         e.predicted / e.point.measured_output_tokens_per_s_per_chip for e in errors if e.predicted
     ]
     if len(ratios) < MIN_POINTS_FOR_BAND:
         return None
     q_low, q_high = np.quantile(ratios, RATE_BAND_QUANTILES)
-    return max(0.0, (1 - 1 / q_high) * 100), max(0.0, (1 / q_low - 1) * 100)
+    return (
+        max(MIN_BAND_PCT, (1 - 1 / q_high) * 100),
+        max(MIN_BAND_PCT, (1 / q_low - 1) * 100),
+    )
 
 
 def with_rate_bands(report: CalibrationReport) -> dict[str, EfficiencyFactors]:

@@ -417,8 +417,9 @@ def calibrate_command(
         Path | None,
         typer.Option(
             "--split",
-            help="CSV of (rack, llm, scenario) points to fit on (default: the shipped split, "
-            "at most four points per family); every other point is held out.",
+            help="CSV of (rack, llm, scenario, reason) points to fit on (default with the "
+            "shipped points: the shipped split, at most four per family; with your own "
+            "file: all its points); every other point is held out.",
         ),
     ] = None,
     cross_validate: Annotated[
@@ -449,9 +450,17 @@ def calibrate_command(
     reports the error on every other point, per family, model and scenario type.
     """
     catalog = _catalog(racks, llms, efficiency)
+    shipped = measured is None
     measured = measured or MEASURED_FILE
     points = load_measured(measured)
-    keys = None if fit_on else load_fit_points(split or FIT_POINTS_FILE)
+    # The shipped split names the shipped points; a user's own file is fitted whole (or on
+    # --fit-on racks) unless it brings its own --split.
+    if fit_on:
+        keys = None
+    elif split is not None:
+        keys = load_fit_points(split)
+    else:
+        keys = load_fit_points(FIT_POINTS_FILE) if shipped else None
     result = calibrate(catalog, points, str(measured), fit_on or (), keys)
     factors = with_rate_bands(result)
     folds = cross_validation(catalog, points, result.fit_keys) if cross_validate else {}

@@ -216,6 +216,16 @@ def _check_rates_and_slas(
             rate, ttft, tpot, power = m.tokens_per_s_per_rack, m.ttft_ms, m.tpot_ms, m.power_kw
         else:
             rate, ttft, tpot, power = _recompute(row, cls, racks[row.rack], catalog)
+            limit = _batch_limit(row, cls, racks[row.rack], catalog)
+            if row.batch_size > limit:
+                out.append(
+                    Violation(
+                        "rate",
+                        f"{cls.name} {row.mode} on {row.rack} in {row.period}: batch "
+                        f"{row.batch_size} on {row.chips_per_replica}-chip replicas exceeds the "
+                        f"engine and memory limit of {limit:g} for this mode",
+                    )
+                )
         plan_rate = (
             row.prompt_tokens_per_s_per_rack
             if row.mode == "prefill"
@@ -259,6 +269,25 @@ def _check_rates_and_slas(
                 )
             )
     return verified
+
+
+def _batch_limit(row, cls, rack: RackType, catalog: Catalog) -> float:
+    """The largest batch the mode allows on the row's replica size: memory, the engine caps,
+    and (decode, aggregated) the weights within max_weight_share of memory; 0 if that replica
+    size is not a candidate at all."""
+    llm = catalog.llms[cls.llm]
+    replicas = ReplicaSet.build(
+        rack, llm, PRECISIONS[cls.precision], cls.workload(), catalog.efficiency_for(rack)
+    )
+    matches = np.flatnonzero(replicas.chips == row.chips_per_replica)
+    if matches.size == 0:
+        return 0.0
+    limits = {
+        "prefill": replicas.prefill_batch_limits,
+        "decode": replicas.decode_batch_limits,
+        "aggregated": replicas.aggregated_batch_limits,
+    }[row.mode]()
+    return float(limits[matches[0]])
 
 
 def _recompute(

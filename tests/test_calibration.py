@@ -105,8 +105,16 @@ def test_fit_stays_within_physical_bounds(catalog, scale):
         return catalog.rack(point.rack), catalog.llm(point.llm)
 
     fitted = fit_family(points, resolve, PRIOR)
-    for name, (low, high) in FIT_BOUNDS.items():
-        assert low <= getattr(fitted, name) <= high, name
+    (eta_f_low, eta_f_high) = FIT_BOUNDS["flops_fraction"]
+    (eta_b_low, eta_b_high) = FIT_BOUNDS["bandwidth_fraction"]
+    if scale < 1:  # 5× slower than the truth: as slow as the bounds allow, and no slower
+        assert fitted.flops_fraction == pytest.approx(eta_f_low, abs=1e-3)
+        assert fitted.bandwidth_fraction == pytest.approx(eta_b_low, abs=1e-3)
+        assert fitted.layer_overhead_us > 30
+    else:  # 5× faster: as fast as the bounds allow
+        assert fitted.flops_fraction == pytest.approx(eta_f_high, abs=1e-3)
+        assert fitted.bandwidth_fraction == pytest.approx(eta_b_high, abs=2e-3)
+        assert fitted.layer_overhead_us < 3
 
 
 def test_error_percent_is_signed_relative_to_measured(catalog):

@@ -392,3 +392,24 @@ def test_checker_catches_partial_replicas_negative_buys_and_wrong_modes(catalog,
         }
     )
     assert "mode" in {p.check for p in verify_plan(plan, aggregated_only, catalog)}
+
+
+def test_checker_refuses_batches_beyond_the_engine_and_memory_limits(catalog):
+    """A roofline plan whose allocation row claims a batch beyond the mode's limit (engine cap
+    of 2048 sequences, memory, weights within max_weight_share on decode replicas) is caught."""
+    from pathlib import Path
+
+    from rackplan.planner.run import plan_scenario
+    from rackplan.planner.scenario_io import load_scenario
+
+    scenario = load_scenario(
+        Path(__file__).parents[1] / "examples" / "quickstart" / "scenario.json"
+    )
+    result = plan_scenario(scenario, catalog, with_shadow_prices=False, with_baselines=False)
+    assert verify_plan(result.plan, scenario, catalog) == []
+    allocation = result.plan.allocation.copy()
+    row = allocation.index[allocation["mode"] != "prefill"][0]
+    allocation.loc[row, "batch_size"] = 100_000
+    corrupted = result.plan.with_extras(allocation=allocation)
+    problems = [str(v) for v in verify_plan(corrupted, scenario, catalog)]
+    assert any("exceeds the engine and memory limit" in p for p in problems)
