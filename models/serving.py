@@ -144,8 +144,9 @@ def aggregated_sla_points(replicas: ReplicaSet) -> list[dict]:
 
     Below b·E = O the TTFT falls as b grows (a prompt is spread over fewer steps; E tokens are
     accepted per sequence per step), above it rises, so the search for the largest batch treats
-    b·E < O as TTFT-feasible and then checks the TTFT of the batch it finds. Each dict: batch_size, chips_per_replica, racks_per_replica,
-    output_tokens_per_s_per_rack, tpot_ms, ttft_ms, power_kw.
+    b·E < O as TTFT-feasible and then checks the TTFT of the batch it finds. Each dict:
+    batch_size, chips_per_replica, racks_per_replica, output_tokens_per_s_per_rack, tpot_ms,
+    ttft_ms, power_kw.
     """
     workload = replicas.workload
     limits = replicas.aggregated_batch_limits()

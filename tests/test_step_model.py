@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rackplan.catalogs.loader import load_speed_records
+from rackplan.models.base import Phase
 from rackplan.models.calibration import FIT_BOUNDS
 from rackplan.models.latency import (
     md1_decay_rate,
@@ -19,7 +20,6 @@ from rackplan.models.latency import (
     tpot_factor,
     ttft_factor,
 )
-from rackplan.models.base import Phase
 from rackplan.models.operating_points import ReplicaSet
 from rackplan.models.roofline import (
     collective_time_s,
