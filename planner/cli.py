@@ -15,6 +15,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 from pydantic import ValidationError
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -90,7 +91,8 @@ def _main_options(
 catalog_app = typer.Typer(help="Browse the rack and LLM catalogs.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 
-_WIDTH = None if sys.stdout.isatty() else 200  # pipes and CI logs get wide, unwrapped tables
+_WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 200)
+"""Terminals size tables themselves; pipes and CI logs get 200 columns (or ``COLUMNS``)."""
 out = Console(soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, soft_wrap=True, width=_WIDTH)
 
@@ -131,16 +133,32 @@ def _scenario_and_catalog(
 ):
     """The scenario, and the catalog extended by its own racks/llms tables, then by the
     command line's files (which win)."""
+    from rackplan.planner.references import scenario_warnings
     from rackplan.planner.spreadsheets import catalog_extensions
 
-    scenario = load_scenario(path)
+    if not Path(path).exists():
+        missing = "file not found" if Path(path).suffix else "folder not found"
+        raise InputError([Problem(str(path), None, None, missing)])
     with catalog_extensions(path) as extra:
         catalog = load_catalog(
             user_racks=[extra.get("racks"), racks],
             user_llms=[extra.get("llms"), llms],
             user_efficiency=efficiency,
         )
+    scenario = load_scenario(path, catalog)
+    for warning in scenario_warnings(scenario, _forecast_label(path)):
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     return scenario, catalog
+
+
+def _forecast_label(path: Path) -> str:
+    """Where the forecast lives: forecast.csv, a workbook's sheet, or the JSON's demand."""
+    path = Path(path)
+    if path.is_dir():
+        return "forecast.csv"
+    if path.suffix.lower() == ".json":
+        return f"{path.name}, demand"
+    return f"{path.name}, sheet forecast"
 
 
 @catalog_app.command("list")
@@ -741,17 +759,39 @@ def pareto_command(
 def whatif(
     path: Annotated[Path, typer.Argument(help="Scenario file or folder.")],
     variant: Annotated[
-        list[str] | None, typer.Option("--variant", help="NAME:key=value[,key=value]")
+        list[str] | None,
+        typer.Option(
+            "--variant",
+            help="NAME:key=value[,key=value]; keys: power_cap_scale, power_cap_mw, budget_scale, "
+            "demand_scale[:class][@period], capex_scale:<rack>, electricity_scale, "
+            "tpot_ms:<class>, ttft_ms:<class>, sla_percentile:<class>=p99, "
+            "first_period:<rack>=PERIOD, supply_limit_scale[:<rack>], supply_limit:<rack>=N, "
+            "exclude=<rack>, include=<rack>, retire:<rack>=PERIOD, power_down:<rack>=N",
+        ),
     ] = None,
     variants: Annotated[
         Path | None, typer.Option("--variants", help="CSV with columns variant,key,value.")
     ] = None,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="Folder for comparison.csv / .xlsx.")
+        Path | None,
+        typer.Option(
+            "--out", help="Folder for comparison.csv / .xlsx (with every variant's buy schedule)."
+        ),
     ] = None,
+    schedules: Annotated[
+        bool, typer.Option("--schedules", help="Print each variant's buy schedule (rack × period).")
+    ] = False,
     as_json: JsonOption = False,
     time_limit: TimeLimitOption = 60.0,
     gap: GapOption = 0.005,
+    refine_gap: Annotated[
+        float,
+        typer.Option(
+            "--refine-gap",
+            help="Variants whose difference from the base is within the gap are re-solved, with "
+            "the base, to this gap (0: never).",
+        ),
+    ] = 1e-5,
     racks: RacksOption = None,
     llms: LlmsOption = None,
     efficiency: EfficiencyOption = None,
@@ -759,7 +799,7 @@ def whatif(
     """Solve the base and each variant on one persistent model; compare side by side."""
     from rich.progress import Progress
 
-    from rackplan.planner.session import compare_variants, parse_variant_options, read_variants_csv
+    from rackplan.planner.session import parse_variant_options, read_variants_csv, run_comparison
 
     scenario, catalog = _scenario_and_catalog(path, racks, llms, efficiency)
     specs = parse_variant_options(variant or [])
@@ -778,34 +818,192 @@ def whatif(
         )
     with Progress(console=err, transient=True, disable=as_json) as progress:
         task = progress.add_task("solving variants", total=len(specs) + 1)
-        frame = compare_variants(
-            scenario, catalog, specs, _options(time_limit, gap), lambda: progress.advance(task)
+        comparison = run_comparison(
+            scenario,
+            catalog,
+            specs,
+            _options(time_limit, gap),
+            lambda: progress.advance(task),
+            refine_gap=refine_gap or None,
         )
+    frame = comparison.frame
     if out_dir is not None:
         from rackplan.planner.export import write_frames
 
-        write_frames({"comparison": frame}, out_dir, "comparison")
+        frames = {"comparison": frame, "buy_schedules": comparison.buy_schedules()}
+        write_frames(frames, out_dir, "comparison")
     if as_json:
         from rackplan.planner.plan import json_records
 
         _print_json(json_records(frame))
         return
-    table = Table(title="what-if comparison (deltas against the base)")
-    for column in frame.columns:
-        table.add_column(str(column), justify="right", overflow="fold")
-    for row in frame.itertuples(index=False):
-        table.add_row(*(_cell(v) for v in row))
+    _print_comparison(comparison, schedules)
+
+
+def _print_comparison(comparison, schedules: bool) -> None:
+    """A narrow comparison table (fits 80 columns), notes, explanations, buy schedules."""
+    frame = comparison.frame
+    table = Table(title="what-if comparison (TCO discounted; deltas against the base)")
+    table.add_column("variant", overflow="fold")
+    table.add_column("status")
+    table.add_column("TCO $M", justify="right")
+    table.add_column("Δ $M", justify="right")
+    table.add_column("Δ %", justify="right")
+    table.add_column("buys (racks over the horizon)", overflow="fold")
+    for row in frame.to_dict("records"):
+        tco = row.get("tco_usd")
+        delta, pct = row.get("delta_tco_usd"), row.get("delta_tco_pct")
+        noise = bool(row.get("delta_within_gap")) and bool(delta)
+        table.add_row(
+            str(row["variant"]),
+            str(row["status"]),
+            _money_m(tco),
+            "" if row["variant"] == "base" else _money_m(delta, sign=True) + ("*" if noise else ""),
+            "" if row["variant"] == "base" or _missing(pct) else f"{pct:+.2f}",
+            "—" if _missing(row.get("buys")) else str(row["buys"]),
+        )
     out.print(table)
+    if frame.get("delta_within_gap") is not None and frame["delta_within_gap"].fillna(False).any():
+        out.print(
+            "* within the solver's proven gap: the difference is not proven (use a smaller "
+            "--gap or --refine-gap)",
+            highlight=False,
+        )
+    if "refined" in frame and frame["refined"].fillna(False).any():
+        out.print("base and close variants were re-solved to the refine gap", highlight=False)
+    for name, result in comparison.results.items():
+        if result.plan is None:
+            out.print(f"[bold]{name}[/]: {result.status}")
+            for line in result.explanation:
+                out.print(f"  {line}", markup=False, highlight=False)
+        elif schedules:
+            matrix = result.buy_matrix
+            sched = Table(
+                title=f"{name}: racks bought per period",
+                box=box.SIMPLE_HEAD,
+                padding=(0, 0, 0, 1) if len(matrix.columns) < 8 else 0,
+                show_edge=False,
+            )
+            for column in matrix.columns:
+                sched.add_column(
+                    str(column),
+                    justify="left" if column == "rack" else "right",
+                    no_wrap=True,
+                    min_width=len(str(column)),
+                )
+            for values in matrix.itertuples(index=False):
+                sched.add_row(*(v if isinstance(v, str) else f"{v:,.0f}" for v in values))
+            out.print(sched)
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value))
+
+
+def _money_m(value: object, sign: bool = False) -> str:
+    """USD as $M with two decimals (``—`` when missing)."""
+    if _missing(value):
+        return "—"
+    return f"{value / 1e6:+,.2f}" if sign else f"{value / 1e6:,.2f}"
+
+
+@app.command("alternatives")
+def alternatives_command(
+    path: Annotated[Path, typer.Argument(help="Scenario file or folder.")],
+    within: Annotated[
+        str, typer.Option("--within", help="TCO slack above the optimum, e.g. 1% (or 0.01).")
+    ] = "1%",
+    rack: Annotated[
+        list[str] | None,
+        typer.Option("--rack", help="Rack type(s) to minimise/maximise (default: every type)."),
+    ] = None,
+    minimise: Annotated[
+        bool, typer.Option("--min", help="Only the plans with the fewest racks of the type.")
+    ] = False,
+    maximise: Annotated[
+        bool, typer.Option("--max", help="Only the plans with the most racks of the type.")
+    ] = False,
+    differ: Annotated[
+        bool, typer.Option("--differ", help="Also the plan that avoids the optimum's racks most.")
+    ] = False,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for alternatives.csv / .xlsx.")
+    ] = None,
+    as_json: JsonOption = False,
+    time_limit: TimeLimitOption = 60.0,
+    gap: GapOption = 0.001,
+    racks: RacksOption = None,
+    llms: LlmsOption = None,
+    efficiency: EfficiencyOption = None,
+) -> None:
+    """Near-optimal plans: within X % of the optimal TCO, the fewest and most racks of a type
+    (how much freedom procurement has), or the plan most unlike the optimum."""
+    from rackplan.planner.alternatives import near_optimal
+    from rackplan.planner.matrices import buys_text
+
+    within_pct = _percent(within, "--within")
+    goals = tuple(g for g, on in (("min", minimise), ("max", maximise)) if on) or ("min", "max")
+    scenario, catalog = _scenario_and_catalog(path, racks, llms, efficiency)
+    result = near_optimal(
+        scenario, catalog, within_pct, rack, goals, differ, _options(time_limit, gap)
+    )
+    frame = result.frame()
+    if out_dir is not None:
+        from rackplan.planner.export import write_frames
+
+        write_frames({"alternatives": frame}, out_dir, "alternatives")
+    if as_json:
+        from rackplan.planner.plan import json_records
+
+        _print_json({"alternatives": json_records(frame), "statements": result.statements()})
+        return
+    table = Table(title=f"plans within {within_pct:g} % of the optimal TCO")
+    for column in ("goal", "rack", "status", "TCO $M", "above optimum %", "buys"):
+        table.add_column(column, justify="right" if "%" in column or "$" in column else "left")
+    for alternative, row in zip(
+        (None, *result.alternatives), frame.to_dict("records"), strict=True
+    ):
+        plan = result.optimum if alternative is None else alternative.plan
+        table.add_row(
+            str(row["goal"]),
+            "" if _missing(row.get("rack")) else str(row["rack"]),
+            str(row["status"]),
+            _money_m(row.get("tco_usd")),
+            ""
+            if _missing(row.get("tco_above_optimum_pct"))
+            else f"{row['tco_above_optimum_pct']:.2f}",
+            "—" if plan is None else buys_text(plan),
+        )
+    out.print(table)
+    for line in result.statements():
+        out.print(line, highlight=False)
+
+
+def _percent(text: str, option: str) -> float:
+    """``1%`` or ``1 %`` → 1.0; ``0.01`` → 1.0 (a fraction below 1 without a % sign)."""
+    raw = text.strip()
+    try:
+        if raw.endswith("%"):
+            return float(raw[:-1].strip())
+        value = float(raw)
+    except ValueError as exc:
+        raise InputError(
+            [Problem("command line", None, option, "expected a percentage such as 1%", text)]
+        ) from exc
+    return value * 100 if value < 1 else value
 
 
 @app.command()
 def template(
     path: Annotated[Path, typer.Argument(help="A folder for CSV tables, or a .xlsx workbook.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing file or folder.")
+    ] = False,
 ) -> None:
     """Write the scenario tables with headers, units and one example row each."""
     from rackplan.planner.spreadsheets import write_template
 
-    written = write_template(path)
+    written = write_template(path, force=force)
     out.print(f"template written to {written}; fill it in, then: rackplan solve {written}")
 
 

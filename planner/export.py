@@ -64,12 +64,32 @@ def write_csv_folder(result: PlanResult, folder: Path) -> Path:
     return replace_folder(folder, fill)
 
 
+def workbook_frames(result: PlanResult) -> dict[str, pd.DataFrame]:
+    """The plan workbook's sheets: summary, buy schedule and fleet matrix (rack × period),
+    the plan tables (full precision; formats round for reading), then the scenario's input
+    tables as ``input <table>`` sheets."""
+    from rackplan.planner.matrices import buy_matrix, fleet_matrix
+    from rackplan.planner.spreadsheets import INPUT_PREFIX, scenario_frames
+
+    frames = tables(result)
+    ordered = {"summary": frames.pop("summary")}
+    if result.plan is not None:
+        periods = list(result.data.periods)
+        ordered["buy_schedule_racks"] = buy_matrix(result.plan, periods)
+        ordered["fleet_matrix_racks"] = fleet_matrix(result.plan, periods)
+    ordered.update(frames)
+    for name, frame in scenario_frames(result.data.scenario).items():
+        ordered[f"{INPUT_PREFIX}{name}"] = frame
+    return ordered
+
+
 def write_xlsx(result: PlanResult, path: Path) -> Path:
-    """One workbook, one sheet per table, formatted for people (see planner.spreadsheets)."""
+    """One workbook, formatted for people (see planner.spreadsheets) and holding its inputs:
+    ``rackplan solve plan.xlsx`` re-solves it (after edits to the ``input …`` sheets)."""
     from rackplan.planner.spreadsheets import write_workbook
 
     with atomic_path(Path(path)) as temporary:
-        write_workbook(tables(result), temporary)
+        write_workbook(workbook_frames(result), temporary)
     return Path(path)
 
 

@@ -50,15 +50,25 @@ def load_scenario_json(path: Path) -> Scenario:
         raise InputError(validation_problems(exc, str(path))) from exc
 
 
-def load_scenario(path: Path) -> Scenario:
-    """A scenario from a JSON file, a folder of CSV tables, or an XLSX workbook."""
+def load_scenario(path: Path, catalog=None) -> Scenario:
+    """A scenario from a JSON file, a folder of CSV tables, or an XLSX workbook; with a
+    ``catalog`` its rack and LLM ids are checked too (every problem at once)."""
     path = Path(path)
     if path.is_dir() or path.suffix.lower() in {".xlsx", ".xlsm"}:
         from rackplan.planner.spreadsheets import read_scenario
 
-        return read_scenario(path)
+        return read_scenario(path, catalog)
     if path.suffix.lower() == ".json":
-        return load_scenario_json(path)
+        scenario = load_scenario_json(path)
+        if catalog is not None:
+            from rackplan.planner.references import validate_references
+
+            problems = validate_references(scenario, catalog)
+            if problems:
+                raise InputError(
+                    [Problem(str(path), p.row, p.column, p.message, p.value) for p in problems]
+                )
+        return scenario
     raise InputError(
         [
             Problem(

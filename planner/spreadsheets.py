@@ -23,6 +23,7 @@ from openpyxl.utils import get_column_letter
 from pydantic import ValidationError
 
 from rackplan.catalogs.errors import InputError, Problem
+from rackplan.catalogs.loader import Catalog
 from rackplan.models.scenario import (
     Demand,
     Economics,
@@ -34,7 +35,16 @@ from rackplan.models.scenario import (
     WorkloadClass,
 )
 from rackplan.planner.files import atomic_path
+from rackplan.planner.references import (
+    Reference,
+    duplicate_problems,
+    known_ids,
+    reference_problems,
+)
 from rackplan.planner.scenario_tables import CATALOG_TABLES, TABLES, Column, Table
+
+INPUT_PREFIX = "input "
+"""Sheets of a plan workbook holding its scenario (see ``planner.export.workbook_frames``)."""
 
 HEADER_FILL = PatternFill("solid", fgColor="DDE7F0")
 MAX_WIDTH = 60
@@ -174,22 +184,12 @@ def read_sheet(workbook_name: str, sheet, formulas=None) -> RawTable:
         formulas.reset_dimensions()
     formula_rows = formulas.iter_rows(values_only=True) if formulas is not None else None
     rows = []
+    uncomputed = []
     for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
         raw = next(formula_rows, ()) if formula_rows is not None else ()
         for column, (value, source) in enumerate(zip(row, raw, strict=False), start=1):
             if value is None and isinstance(source, str) and source.startswith("="):
-                raise InputError(
-                    [
-                        Problem(
-                            f"{workbook_name}, sheet {sheet.title}",
-                            number,
-                            f"#{column}",
-                            "a formula without a computed value: open the file in a spreadsheet "
-                            "program and save it, or type the value",
-                            source,
-                        )
-                    ]
-                )
+                uncomputed.append((number, column, source))
         rows.append(row)
         if len(rows) > MAX_ROWS:
             raise InputError(
@@ -205,8 +205,24 @@ def read_sheet(workbook_name: str, sheet, formulas=None) -> RawTable:
     source = f"{workbook_name}, sheet {sheet.title}"
     if not rows:
         raise InputError([Problem(source, None, None, "the sheet is empty: it needs a header row")])
+    if uncomputed:
+        raise InputError([_uncomputed(source, rows[0], *cell) for cell in uncomputed])
     return _clean(
         source, list(rows[0]), ((number, list(row)) for number, row in enumerate(rows[1:], start=2))
+    )
+
+
+def _uncomputed(source: str, header: tuple, row: int, column: int, formula: str) -> Problem:
+    """A formula cell without a cached value, named by its column header (or its letter)."""
+    name = header[column - 1] if column - 1 < len(header) else None
+    label = str(name).strip() if not _blank(name) and row > 1 else get_column_letter(column)
+    return Problem(
+        source,
+        row,
+        label,
+        "a formula without a computed value: open the file in a spreadsheet program and save "
+        "it, or type the value",
+        formula,
     )
 
 
@@ -254,6 +270,13 @@ _QUARTER = [
 ]
 
 
+_LOOSE_QUARTER = re.compile(
+    r"(?P<year>(?:19|20)\d{2})\D{0,4}Q(?P<q>[1-4])\b|\bQ(?P<q2>[1-4])\D{0,4}(?P<year2>(?:19|20)\d{2})",
+    re.IGNORECASE,
+)
+"""A year and a quarter in some other form (2027/Q3, 2027.Q3, Q3'2027): refused, not kept."""
+
+
 def normalise_period(value: object) -> str:
     """2027Q1, 2027-Q1, 2027 Q1, Q1 2027, q1-2027 → 2027Q1; other labels are kept as text.
 
@@ -270,6 +293,14 @@ def normalise_period(value: object) -> str:
         match = pattern.match(text)
         if match:
             return f"{match['year']}Q{match['q']}"
+    loose = _LOOSE_QUARTER.search(text)
+    if loose:
+        year = loose["year"] or loose["year2"]
+        quarter = loose["q"] or loose["q2"]
+        raise ValueError(
+            f"ambiguous period label: it looks like a quarter but is not in a known form; "
+            f"write {year}Q{quarter} (or rename it so it does not look like a quarter)"
+        )
     if not text:
         raise ValueError("expected a period label")
     return text
@@ -332,7 +363,7 @@ def parse_records(
         for column in table.columns:
             value = cells.get(column.name)
             if _blank(value):
-                if column.required:
+                if column.required and column.name in raw.header:
                     problems.append(
                         Problem(
                             raw.source, number, column.name, f"a value is required: {column.help}"
@@ -395,8 +426,10 @@ _FIELD_TO_COLUMN = {"workload_class": "class", "name": None}
 
 
 def _build_rows(
-    raw: RawTable, records, build, name_column: str | None
+    raw: RawTable, records, build, name_column: str | None, missing: frozenset[str] = frozenset()
 ) -> tuple[list, list[Problem]]:
+    """Domain objects from typed records; errors about ``missing`` columns (already reported
+    once for the table) are not repeated per row."""
     built, problems = [], []
     for number, record in records:
         try:
@@ -405,6 +438,8 @@ def _build_rows(
             for error in exc.errors():
                 field = str(error["loc"][0]) if error["loc"] else None
                 column = _FIELD_TO_COLUMN.get(field, field) if field != "name" else name_column
+                if column in missing:
+                    continue
                 message = str(error["msg"]).removeprefix("Value error, ")
                 value = record.get(column) if column else None
                 problems.append(
@@ -448,9 +483,75 @@ _BUILDERS = {
 }
 
 
-def _scenario(raw_tables: dict[str, RawTable], label: str) -> Scenario:
+def _raw_names(raw: RawTable | None, column: str, period: bool = False) -> list[str]:
+    """The names in one column of a table as typed (rows that failed to parse included), so a
+    bad row elsewhere does not turn every reference to it into a second problem."""
+    names = []
+    for _number, cells in raw.rows if raw is not None else ():
+        value = cells.get(column)
+        if _blank(value):
+            continue
+        try:
+            names.append(normalise_period(value) if period else str(value).strip())
+        except ValueError:
+            continue
+    return names
+
+
+_REFERENCES = {
+    "forecast": (("period", "period"), ("class", "class")),
+    "fleet": (("rack", "rack"), ("first_period", "period"), ("existing_retire_period", "period")),
+    "classes": (("llm", "llm"),),
+    "rates": (("class", "class"), ("rack", "rack")),
+}
+"""Per table: (column, kind of id it names)."""
+
+
+def _reference_problems(
+    raw_tables: dict[str, RawTable], records: dict[str, list], catalog: Catalog | None
+) -> list[Problem]:
+    """Unknown and duplicate ids across the tables, each at its file, row and column."""
+    periods = _raw_names(raw_tables.get("periods"), "period", period=True)
+    classes = _raw_names(raw_tables.get("classes"), "class")
+    known = known_ids(periods, classes, catalog)
+    if "periods" not in raw_tables:
+        known.pop("period")
+    if "classes" not in raw_tables:
+        known.pop("class")
+    refs = []
+    for table, columns in _REFERENCES.items():
+        raw = raw_tables.get(table)
+        for number, record in records.get(table, ()):
+            for column, kind in columns:
+                if record.get(column) is not None:
+                    refs.append(Reference(raw.source, number, column, kind, str(record[column])))
+    problems = reference_problems(refs, known)
+    for table, column, what in (
+        ("periods", "period", "this period"),
+        ("classes", "class", "this class"),
+        ("fleet", "rack", "this rack type"),
+    ):
+        if table in raw_tables:
+            rows = [(n, str(r[column])) for n, r in records.get(table, ()) if column in r]
+            problems += duplicate_problems(raw_tables[table].source, column, rows, what)
+    if "forecast" in raw_tables:
+        rows = [
+            (n, f"{r['class']} in {r['period']}")
+            for n, r in records.get("forecast", ())
+            if "class" in r and "period" in r
+        ]
+        problems += duplicate_problems(
+            raw_tables["forecast"].source, "period", rows, "the forecast of this class and period"
+        )
+    return problems
+
+
+def _scenario(
+    raw_tables: dict[str, RawTable], label: str, catalog: Catalog | None = None
+) -> Scenario:
     problems: list[Problem] = []
     parts: dict[str, list] = {}
+    all_records: dict[str, list] = {}
     settings: dict[str, object] = {}
     for table in TABLES:
         raw = raw_tables.get(table.name)
@@ -466,11 +567,16 @@ def _scenario(raw_tables: dict[str, RawTable], label: str) -> Scenario:
             continue
         records, found = parse_records(raw, table)
         problems += found
+        all_records[table.name] = records
+        missing = frozenset(
+            c.name for c in table.columns if c.required and c.name not in raw.header
+        )
         build, name_column = _BUILDERS[table.name]
-        parts[table.name], found = _build_rows(raw, records, build, name_column)
+        parts[table.name], found = _build_rows(raw, records, build, name_column, missing)
         problems += found
+    problems += _reference_problems(raw_tables, all_records, catalog)
     if problems:
-        raise InputError(problems)
+        raise InputError(list(dict.fromkeys(problems)))
     economics = {
         k: settings[k]
         for k in ("discount_rate_per_year", "maintenance_fraction_per_year", "salvage")
@@ -538,10 +644,14 @@ def _raw_tables(path: Path) -> dict[str, RawTable]:
             raise InputError(
                 [Problem(path.name, None, None, f"not a readable .xlsx workbook ({exc})")]
             ) from exc
+        plan_workbook = any(s.title.startswith(INPUT_PREFIX) for s in workbook.worksheets)
         for sheet in workbook.worksheets:
             if sheet.title.lower() == "readme":
                 continue
-            if sheet.title not in names:
+            if plan_workbook and not sheet.title.startswith(INPUT_PREFIX):
+                continue  # a plan workbook's outputs: only its input sheets are the scenario
+            table_name = sheet.title.removeprefix(INPUT_PREFIX) if plan_workbook else sheet.title
+            if table_name not in names:
                 problems.append(
                     Problem(
                         f"{path.name}, sheet {sheet.title}",
@@ -552,7 +662,7 @@ def _raw_tables(path: Path) -> dict[str, RawTable]:
                 )
                 continue
             try:
-                tables[sheet.title] = read_sheet(path.name, sheet, formulas[sheet.title])
+                tables[table_name] = read_sheet(path.name, sheet, formulas[sheet.title])
             except InputError as exc:
                 problems += exc.problems
     if problems:
@@ -560,12 +670,15 @@ def _raw_tables(path: Path) -> dict[str, RawTable]:
     return tables
 
 
-def read_scenario(path: Path) -> Scenario:
-    """A scenario from a folder of CSV tables or an XLSX workbook (see docs/scenario-files.md)."""
+def read_scenario(path: Path, catalog: Catalog | None = None) -> Scenario:
+    """A scenario from a folder of CSV tables or an XLSX workbook (see docs/scenario-files.md).
+
+    Every problem is reported at once with its file or sheet, row and column; with a
+    ``catalog``, rack and LLM ids are checked against it too (with a "did you mean")."""
     path = Path(path)
     if not path.exists():
         raise InputError([Problem(str(path), None, None, "file or folder not found")])
-    return _scenario(_raw_tables(path), path.name)
+    return _scenario(_raw_tables(path), path.name, catalog)
 
 
 @contextmanager
@@ -703,9 +816,24 @@ def readme_frame() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_template(path: Path) -> Path:
-    """The template: a CSV folder, or a workbook with a README sheet explaining every column."""
+def write_template(path: Path, force: bool = False) -> Path:
+    """The template: a CSV folder, or a workbook with a README sheet explaining every column.
+
+    An existing file or non-empty folder is never overwritten unless ``force``."""
     path = Path(path)
+    occupied = path.is_file() or (path.is_dir() and any(path.iterdir()))
+    if occupied and not force:
+        raise InputError(
+            [
+                Problem(
+                    str(path),
+                    None,
+                    None,
+                    "already exists: the template would overwrite it; choose a new name, or "
+                    "pass --force to replace it",
+                )
+            ]
+        )
     frames = template_frames()
     if path.suffix.lower() == ".xlsx":
         with atomic_path(path) as temporary:

@@ -94,7 +94,7 @@ BAD = {
         None,
         "exactly one of requests_per_s or output_tokens_per_s",
     ),
-    "unknown_period": ("good", None, None, "demand names unknown period '2027Q3'"),
+    "unknown_period": ("forecast.csv", 3, "period", "unknown period (not in the periods table)"),
     "fraction_over_one": ("classes.csv", 2, "max_utilisation", "percentage such as 20%"),
     "unknown_choice": ("classes.csv", 2, "precision", "expected one of fp4, fp8, bf16"),
     "missing_table": (None, None, None, "table 'fleet' is missing"),
