@@ -179,8 +179,82 @@ KNEE_OFFSETS = 2.0 ** np.array([-0.5, -0.25, 0.0, 0.25, 0.5])
 """The finer grid near the knee: b*·2^(±1/2, ±1/4, 0)."""
 
 
-COARSE_CANDIDATES = 256
-"""Geometric candidates per row in the first pass of ``largest_feasible``."""
+COARSE_CANDIDATES = 64
+"""Batches per row tested in the first round of ``largest_feasible`` (every integer below)."""
+
+_KEY_STRIDE = (MAX_DECODE_BATCH + 1.0) * 4
+"""(size index, batch) pairs are packed as size·stride + batch to sort and deduplicate them."""
+
+
+def _pack(size: np.ndarray, batch: np.ndarray) -> np.ndarray:
+    return size * _KEY_STRIDE + batch
+
+
+def _unpack(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    size = (keys // _KEY_STRIDE).astype(int)
+    return size, keys - size * _KEY_STRIDE
+
+
+def coarse_candidates(upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Round 1 of the search: (row, batch) with, per row r of u = ⌊upper[r]⌋ ≥ 1, the batches
+    1, 1 + s, 1 + 2s, …, u with s = ⌈(u − 1)/COARSE_CANDIDATES⌉ (every integer if u ≤ 65).
+
+    Sorted by row, then batch, all distinct; a bracket between two neighbours holds < s
+    integers, so round 2 tests at most s − 1 batches per row.
+    """
+    upper = np.floor(np.asarray(upper, dtype=float))
+    rows = np.flatnonzero(upper >= 1)
+    u = upper[rows]
+    step = np.maximum(1.0, np.ceil((u - 1.0) / COARSE_CANDIDATES))
+    counts = np.ceil((u - 1.0) / step).astype(int) + 1
+    return _ragged(rows, counts, start=np.ones(rows.size), step=step, stop=u)
+
+
+def _ragged(
+    rows: np.ndarray, counts: np.ndarray, start: np.ndarray, step: np.ndarray, stop: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flat (row, batch): for each rows[i], min(start[i] + k·step[i], stop[i]), k < counts[i]."""
+    first = np.cumsum(counts) - counts
+    k = np.arange(int(counts.sum())) - np.repeat(first, counts)
+    batch = np.minimum(
+        np.repeat(start, counts) + k * np.repeat(step, counts), np.repeat(stop, counts)
+    )
+    return np.repeat(rows, counts), batch
+
+
+def initial_run(
+    row: np.ndarray, batch: np.ndarray, ok: np.ndarray, n_rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a search round, (index of its last passing batch, its first failing batch).
+
+    (row, batch) are sorted by row, then batch. The last passing batch is the largest b with
+    ``ok`` true at every tested batch ≤ b (index −1 if ``ok`` fails at the smallest, so a
+    non-monotone ``ok`` from round-off keeps its initial run); the first failing batch is
+    the smallest b with ``ok`` false (inf if none). Rows not tested: (−1, inf).
+    """
+    index = np.full(n_rows, -1)
+    first_fail = np.full(n_rows, np.inf)
+    if row.size == 0:
+        return index, first_fail
+    starts = np.flatnonzero(np.concatenate(([True], row[1:] != row[:-1])))
+    present = row[starts]
+    first_fail[present] = np.minimum.reduceat(np.where(ok, np.inf, batch), starts)
+    passing = ok & (batch < first_fail[row])
+    index[present] = np.maximum.reduceat(np.where(passing, np.arange(row.size), -1), starts)
+    return index, first_fail
+
+
+def bracket(
+    batch: np.ndarray, index: np.ndarray, first_fail: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Round 2 of the search: (row, batch) of every integer strictly between each row's last
+    passing and first failing batch of round 1 (``initial_run``; none if b = 1 fails)."""
+    last = np.where(index >= 0, batch[np.maximum(index, 0)] if batch.size else 0.0, 0.0)
+    gap = np.where((last >= 1) & np.isfinite(first_fail), first_fail - last - 1, 0)
+    rows = np.flatnonzero(gap > 0)
+    return _ragged(
+        rows, gap[rows].astype(int), last[rows] + 1, np.ones(rows.size), first_fail[rows]
+    )
 
 
 def largest_feasible(
@@ -190,43 +264,19 @@ def largest_feasible(
 
     ``predicate`` takes aligned arrays (row index, batch) and must be true on an initial
     interval of b for each row (monotone); the result is 0 where it is false at b = 1.
-    Two vectorised passes: geometric candidates 1 … upper bracket the answer, then every
-    integer inside the bracket is tested (a ratio of upper^(1/384) keeps brackets small).
+    Two vectorised rounds: ``coarse_candidates`` bracket the answer, then every integer
+    inside the bracket is tested (``bracket``).
     """
-    upper = np.floor(np.asarray(upper, dtype=float))
-    rows = np.flatnonzero(upper >= 1)
-    best = np.zeros(upper.size)
-    if rows.size == 0:
-        return best.astype(int)
-    exponents = np.linspace(0.0, 1.0, COARSE_CANDIDATES)
-    coarse = np.floor(upper[rows, None] ** exponents[None, :])
-    coarse[:, -1] = upper[rows]
-    ok = _monotone(predicate(np.repeat(rows, exponents.size), coarse.ravel()), coarse.shape)
-    count = ok.sum(axis=1)
-    found = count > 0
-    last_true = np.where(found, coarse[np.arange(rows.size), np.maximum(count - 1, 0)], 0.0)
-    first_false = np.where(
-        count < exponents.size,
-        coarse[np.arange(rows.size), np.minimum(count, exponents.size - 1)],
-        last_true,
-    )
-    gap = np.where(found, first_false - last_true - 1, 0).astype(int)
-    width = int(gap.max(initial=0))
-    best[rows] = last_true
-    if width > 0:
-        fine = last_true[:, None] + 1 + np.arange(width)[None, :]
-        inside = fine < first_false[:, None]
-        fine = np.where(inside, fine, np.maximum(last_true, 1.0)[:, None])
-        fine_ok = _monotone(predicate(np.repeat(rows, width), fine.ravel()), fine.shape) & inside
-        best[rows] = np.where(
-            fine_ok.any(axis=1), np.where(fine_ok, fine, 0).max(axis=1), last_true
-        )
+    n_rows = np.size(upper)
+    row, batch = coarse_candidates(upper)
+    index, first_fail = initial_run(row, batch, predicate(row, batch), n_rows)
+    best = np.where(index >= 0, batch[np.maximum(index, 0)] if batch.size else 0.0, 0.0)
+    fine_row, fine_batch = bracket(batch, index, first_fail)
+    if fine_row.size:
+        ok = predicate(fine_row, fine_batch)
+        fine_index, _ = initial_run(fine_row, fine_batch, ok, n_rows)
+        best = np.where(fine_index >= 0, fine_batch[np.maximum(fine_index, 0)], best)
     return best.astype(int)
-
-
-def _monotone(ok: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Reshape and keep only the initial run of True per row (guards against round-off)."""
-    return np.cumprod(np.asarray(ok, dtype=bool).reshape(shape), axis=1).astype(bool)
 
 
 @dataclass(frozen=True)
@@ -334,6 +384,12 @@ class ReplicaSet:
     def prefill_times(self, size: np.ndarray, batch: np.ndarray) -> PassTimes:
         return prefill_pass(self.hw.take(size), self.llm, self.precision, self.workload, batch)
 
+    def times(self, phase: Phase, size: np.ndarray, batch: np.ndarray) -> PassTimes:
+        """The pass of ``phase`` (a decode step or a prefill batch) at each (size, batch)."""
+        if phase is Phase.decode:
+            return self.decode_times(size, batch)
+        return self.prefill_times(size, batch)
+
     def knee_batch(self) -> np.ndarray:
         """Decode batch b* where compute time equals memory time, per replica size.
 
@@ -397,11 +453,25 @@ class ReplicaSet:
             handoff_ms=handoff_s * 1e3,
         )
 
-    def decode_points(self, size: np.ndarray, batch: np.ndarray) -> PointTable:
-        """Decode points: tokens/s per replica = b·E / t_step(b) and TPOT = t_step(b)/E at the
-        SLA statistic (``latency.tpot_factor``); E = tokens accepted per step (1 without
-        speculative decoding)."""
-        times = self.decode_times(size, batch)
+    def _tpot_s(self, times: PassTimes) -> np.ndarray:
+        """TPOT at the SLA statistic: t_step/E · ``latency.tpot_factor``."""
+        per_token = times.total_s / times.tokens_per_sequence
+        return per_token * tpot_factor(self.workload.sla_percentile)
+
+    def _handoff_s(self, size: np.ndarray, times: PassTimes) -> np.ndarray:
+        """KV hand-off time of a prefill batch: t_h = b·kv((1−h)L) / (n·NIC)."""
+        return times.batch * self._handoff_bytes / self.hw.scaleout_bytes_per_s[size]
+
+    @property
+    def _handoff_bytes(self) -> float:
+        """kv((1 − h)·L), at least one byte (the rate cap below divides by it)."""
+        return max(kv_handoff_bytes_per_request(self.llm, self.precision, self.workload), 1.0)
+
+    def _ttft_s(self, size: np.ndarray, times: PassTimes) -> np.ndarray:
+        """TTFT at the SLA statistic: S·q + t_h (``latency.ttft_factor``, ``_handoff_s``)."""
+        return times.total_s * ttft_factor(self.workload) + self._handoff_s(size, times)
+
+    def _decode_table(self, size: np.ndarray, times: PassTimes) -> PointTable:
         step = times.total_s
         per_token = step / times.tokens_per_sequence
         return self._points(
@@ -409,48 +479,55 @@ class ReplicaSet:
             size,
             times,
             times.batch / per_token,
-            per_token * tpot_factor(self.workload.sla_percentile),
+            self._tpot_s(times),
             np.zeros_like(step),
             np.ones_like(step),
         )
+
+    def _prefill_table(self, size: np.ndarray, times: PassTimes) -> PointTable:
+        service = times.total_s
+        handoff_s = self._handoff_s(size, times)
+        ttft = service * ttft_factor(self.workload) + handoff_s
+        compute_rate = times.batch * self.workload.input_tokens / service
+        scaleout = self.hw.scaleout_bytes_per_s[size]
+        rate = np.minimum(compute_rate, scaleout * self.workload.input_tokens / self._handoff_bytes)
+        return self._points(Phase.prefill, size, times, rate, ttft, handoff_s, rate / compute_rate)
+
+    def _table(self, phase: Phase, size: np.ndarray, times: PassTimes) -> PointTable:
+        """The points of ``phase`` from their pass ``times`` (see the two methods below)."""
+        if phase is Phase.decode:
+            return self._decode_table(size, times)
+        return self._prefill_table(size, times)
+
+    def decode_points(self, size: np.ndarray, batch: np.ndarray) -> PointTable:
+        """Decode points: tokens/s per replica = b·E / t_step(b) and TPOT = t_step(b)/E at the
+        SLA statistic (``latency.tpot_factor``); E = tokens accepted per step (1 without
+        speculative decoding)."""
+        return self._decode_table(size, self.decode_times(size, batch))
 
     def prefill_points(self, size: np.ndarray, batch: np.ndarray) -> PointTable:
         """Prefill points for disaggregated serving (the KV leaves for a decode rack).
 
         S = t_pass(b); hand-off t_h = b·kv((1−h)L) / (n·NIC); TTFT = S·q + t_h, with q the
-        M/D/1 factor at the SLA statistic (``latency.ttft_factor``: mean or percentile). Prompt tokens/s per replica (cached tokens included,
-        since demand counts them) = min(b·L/S, n·NIC·L/kv((1−h)L)): the NICs cap the request rate.
+        M/D/1 factor at the SLA statistic (``latency.ttft_factor``: mean or percentile).
+        Prompt tokens/s per replica (cached tokens included, since demand counts them)
+        = min(b·L/S, n·NIC·L/kv((1−h)L)): the NICs cap the request rate.
         """
-        times = self.prefill_times(size, batch)
-        service = times.total_s
-        handoff_bytes = max(
-            kv_handoff_bytes_per_request(self.llm, self.precision, self.workload), 1.0
-        )
-        scaleout = self.hw.scaleout_bytes_per_s[size]
-        handoff_s = times.batch * handoff_bytes / scaleout
-        ttft = service * ttft_factor(self.workload) + handoff_s
-        compute_rate = times.batch * self.workload.input_tokens / service
-        rate = np.minimum(compute_rate, scaleout * self.workload.input_tokens / handoff_bytes)
-        return self._points(Phase.prefill, size, times, rate, ttft, handoff_s, rate / compute_rate)
+        return self._prefill_table(size, self.prefill_times(size, batch))
+
+    def _latency_ms(self, phase: Phase, size: np.ndarray, times: PassTimes) -> np.ndarray:
+        """TPOT (decode) or TTFT (prefill) in ms of points whose pass ``times`` are known."""
+        if phase is Phase.decode:
+            return self._tpot_s(times) * 1e3
+        return self._ttft_s(size, times) * 1e3
 
     def latency_ms(self, phase: Phase, size: np.ndarray, batch: np.ndarray) -> np.ndarray:
         """TPOT (decode) or TTFT (prefill) in ms, as in ``decode_points`` / ``prefill_points``,
         without building the rest of the point (the SLA search calls this often)."""
-        if phase is Phase.decode:
-            times = self.decode_times(size, batch)
-            per_token = times.total_s / times.tokens_per_sequence
-            return per_token * tpot_factor(self.workload.sla_percentile) * 1e3
-        times = self.prefill_times(size, batch)
-        handoff_bytes = max(
-            kv_handoff_bytes_per_request(self.llm, self.precision, self.workload), 1.0
-        )
-        handoff_s = times.batch * handoff_bytes / self.hw.scaleout_bytes_per_s[size]
-        return (times.total_s * ttft_factor(self.workload) + handoff_s) * 1e3
+        return self._latency_ms(phase, size, self.times(phase, size, batch))
 
     def evaluate(self, phase: Phase, size: np.ndarray, batch: np.ndarray) -> PointTable:
-        if phase is Phase.decode:
-            return self.decode_points(size, batch)
-        return self.prefill_points(size, batch)
+        return self._table(phase, size, self.times(phase, size, batch))
 
     def batch_limits(self, phase: Phase) -> np.ndarray:
         return self.decode_batch_limits() if phase is Phase.decode else self.prefill_batch_limits()
@@ -458,7 +535,10 @@ class ReplicaSet:
     def grid(self, phase: Phase) -> tuple[np.ndarray, np.ndarray]:
         """(size index, batch) of the grid: powers of two up to each size's limit, the limit
         itself, and (decode) the knee neighbourhood b*·2^(±1/2, ±1/4, 0)."""
-        limits = self.batch_limits(phase)
+        return self._grid(phase, self.batch_limits(phase))
+
+    def _grid(self, phase: Phase, limits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``grid`` for given per-size batch ``limits``; sorted by size, then batch."""
         powers = power_of_two_grid(float(limits.max(initial=0.0)))
         columns = [np.broadcast_to(powers, (len(self), powers.size)), limits[:, None]]
         if phase is Phase.decode:
@@ -468,9 +548,7 @@ class ReplicaSet:
         batches = np.concatenate(columns, axis=1)
         sizes = np.broadcast_to(np.arange(len(self))[:, None], batches.shape)
         keep = (batches >= 1) & (batches <= limits[:, None])
-        keys = np.unique(sizes[keep] * (MAX_DECODE_BATCH + 1.0) * 4 + batches[keep])
-        size_index = (keys // ((MAX_DECODE_BATCH + 1.0) * 4)).astype(int)
-        return size_index, keys - size_index * (MAX_DECODE_BATCH + 1.0) * 4
+        return _unpack(np.unique(_pack(sizes[keep], batches[keep])))
 
     def best_meeting(self, phase: Phase, target_ms: float | None) -> tuple[np.ndarray, np.ndarray]:
         """Per replica size, the largest batch whose latency ≤ ``target_ms`` (0: none).
@@ -489,6 +567,38 @@ class ReplicaSet:
         feasible = np.flatnonzero(best >= 1)
         return feasible, best[feasible].astype(float)
 
+    def grid_and_sla_points(self, phase: Phase, target_ms: float | None) -> PointTable:
+        """The points of ``grid(phase)`` followed by those of ``best_meeting(phase, target_ms)``
+        (none without a target), as ``evaluate`` gives them, in at most two passes.
+
+        The SLA search (``largest_feasible``) shares its first round with the grid: one pass
+        evaluates the grid and the coarse candidates together (grid batches also bracket the
+        answer), a second the integers inside each bracket; the points reuse both passes.
+        """
+        limits = self.batch_limits(phase)
+        size, batch = self._grid(phase, limits)
+        if target_ms is None:
+            return self._table(phase, size, self.times(phase, size, batch))
+        coarse_size, coarse_batch = coarse_candidates(limits)
+        keys, inverse = np.unique(
+            _pack(np.concatenate([size, coarse_size]), np.concatenate([batch, coarse_batch])),
+            return_inverse=True,
+        )
+        first_size, first_batch = _unpack(keys)
+        times = self.times(phase, first_size, first_batch)
+        ok = self._latency_ms(phase, first_size, times) <= target_ms
+        index, first_fail = initial_run(first_size, first_batch, ok, len(self))
+        fine_size, fine_batch = bracket(first_batch, index, first_fail)
+        if fine_size.size:
+            fine = self.times(phase, fine_size, fine_batch)
+            ok = self._latency_ms(phase, fine_size, fine) <= target_ms
+            fine_index, _ = initial_run(fine_size, fine_batch, ok, len(self))
+            index = np.where(fine_index >= 0, fine_index + first_size.size, index)
+            times = PassTimes.concat([times, fine])
+            first_size = np.concatenate([first_size, fine_size])
+        rows = np.concatenate([inverse[: size.size], index[index >= 0]])
+        return self._table(phase, first_size[rows], times.take(rows))
+
 
 def operating_points(
     rack: RackType,
@@ -504,23 +614,21 @@ def operating_points(
 
     Per phase and replica size: the grid (``ReplicaSet.grid``) plus, with ``sla_points`` and
     a latency target for the phase, the largest batch meeting it (the SLA point the planner
-    will use; the exact search costs about as much as the grid itself). Pruning: see
-    ``pareto_mask``.
+    will use; ``ReplicaSet.grid_and_sla_points`` finds it sharing the grid's pass). Pruning:
+    see ``pareto_mask`` (applied phase by phase, the same as on the whole table).
     """
     replicas = ReplicaSet.build(rack, llm, precision, workload, efficiency)
     if len(replicas) == 0:
         return PointTable.concat([])
     tables = []
     for phase in phases:
-        size, batch = replicas.grid(phase)
         target = workload.tpot_ms if phase is Phase.decode else workload.ttft_ms
-        if sla_points and target is not None:
-            sla_size, sla_batch = replicas.best_meeting(phase, target)
-            size, batch = np.concatenate([size, sla_size]), np.concatenate([batch, sla_batch])
-        if size.size:
-            tables.append(replicas.evaluate(phase, size, batch))
-    table = PointTable.concat(tables)
-    return table.take(pareto_mask(table)) if prune and len(table) else table
+        table = replicas.grid_and_sla_points(phase, target if sla_points else None)
+        if prune and len(table):
+            table = table.take(_phase_pareto_mask(table))
+        if len(table):
+            tables.append(table)
+    return PointTable.concat(tables)
 
 
 def pareto_mask(table: PointTable) -> np.ndarray:
@@ -534,27 +642,28 @@ def pareto_mask(table: PointTable) -> np.ndarray:
     keep = np.zeros(len(table), dtype=bool)
     for phase in np.unique(table.phase):
         rows = np.flatnonzero(table.phase == phase)
-        keep[rows] = _nondominated(
-            table.tokens_per_s_per_rack[rows],
-            table.latency_ms[rows],
-            table.power_kw[rows] / np.maximum(table.tokens_per_s_per_rack[rows], 1e-30),
-        )
+        keep[rows] = _phase_pareto_mask(table.take(rows))
     return keep
 
 
+def _phase_pareto_mask(table: PointTable) -> np.ndarray:
+    """``pareto_mask`` of a table holding a single phase."""
+    rate = table.tokens_per_s_per_rack
+    return _nondominated(rate, table.latency_ms, table.power_kw / np.maximum(rate, 1e-30))
+
+
 def _nondominated(rate: np.ndarray, latency: np.ndarray, energy: np.ndarray) -> np.ndarray:
-    """Pareto mask for maximising ``rate`` and minimising ``latency`` and ``energy``."""
+    """Pareto mask for maximising ``rate`` and minimising ``latency`` and ``energy``.
+
+    With N[i, j] = "j is no worse than i in all three", j dominates i iff N[i, j] and not
+    N[j, i]; i and j are duplicates iff both (the later one is dropped).
+    """
     no_worse = (
         (rate[None, :] >= rate[:, None])
         & (latency[None, :] <= latency[:, None])
         & (energy[None, :] <= energy[:, None])
     )
-    same = (
-        (rate[None, :] == rate[:, None])
-        & (latency[None, :] == latency[:, None])
-        & (energy[None, :] == energy[:, None])
-    )
-    index = np.arange(rate.size)
+    same = no_worse & no_worse.T
     dominated = (no_worse & ~same).any(axis=1)
-    duplicate = (same & (index[None, :] < index[:, None])).any(axis=1)
+    duplicate = np.tril(same, k=-1).any(axis=1)
     return ~(dominated | duplicate)

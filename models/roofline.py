@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -95,16 +96,17 @@ class ReplicaHardware:
 
     def take(self, index: np.ndarray) -> ReplicaHardware:
         """The hardware of replica ``index[i]`` for each i (aligns replicas with points)."""
-        return ReplicaHardware(
-            *(
-                getattr(self, name)[index] if name in _ARRAY_FIELDS else getattr(self, name)
-                for name in _HARDWARE_FIELDS
-            )
-        )
+        return ReplicaHardware(*self._stacked[:, index], overlap_exponent=self.overlap_exponent)
+
+    @cached_property
+    def _stacked(self) -> np.ndarray:
+        """The array fields as the rows of one matrix, so ``take`` is a single indexing."""
+        return np.vstack(np.broadcast_arrays(*(getattr(self, name) for name in _ARRAY_FIELDS)))
 
 
 _HARDWARE_FIELDS = tuple(f.name for f in fields(ReplicaHardware))
-_ARRAY_FIELDS = frozenset(_HARDWARE_FIELDS) - {"overlap_exponent"}
+_ARRAY_FIELDS = _HARDWARE_FIELDS[:-1]
+assert _HARDWARE_FIELDS[-1] == "overlap_exponent", "the array fields come first"
 
 
 def overlapped(compute_s: np.ndarray, memory_s: np.ndarray, exponent: float) -> np.ndarray:
@@ -383,19 +385,45 @@ class PassTimes:
     overlap_exponent: float = OVERLAP_EXACT_MAX
     """p of each operator group's (t_c^p + t_m^p)^(1/p) (``overlapped``)."""
 
-    @property
+    def take(self, index: np.ndarray) -> PassTimes:
+        """The terms of points ``index[i]`` for each i (scalar fields kept)."""
+        return PassTimes(
+            *(
+                value[index] if np.ndim(value) else value
+                for value in (getattr(self, name) for name in _PASS_FIELDS)
+            )
+        )
+
+    @classmethod
+    def concat(cls, passes: list[PassTimes]) -> PassTimes:
+        """The points of ``passes`` one after another (``overlap_exponent`` must agree)."""
+        per_sequence = [p.tokens_per_sequence for p in passes]
+        if any(np.ndim(e) or e != per_sequence[0] for e in per_sequence):
+            per_sequence = [
+                np.broadcast_to(e, p.batch.shape) for e, p in zip(per_sequence, passes, strict=True)
+            ]
+            tokens_per_sequence = np.concatenate(per_sequence)
+        else:
+            tokens_per_sequence = per_sequence[0]
+        return cls(
+            *(np.concatenate([getattr(p, name) for p in passes]) for name in _TERM_FIELDS),
+            tokens_per_sequence=tokens_per_sequence,
+            overlap_exponent=passes[0].overlap_exponent,
+        )
+
+    @cached_property
     def compute_s(self) -> np.ndarray:
         """FLOP time of the pass: GEMMs, experts and attention."""
         return self.gemm_compute_s + self.expert_compute_s + self.attention_compute_s
 
-    @property
+    @cached_property
     def memory_s(self) -> np.ndarray:
         """Memory-streaming time: weights, KV cache and activation traffic."""
         return (
             self.gemm_memory_s + self.expert_memory_s + self.attention_memory_s + self.activation_s
         )
 
-    @property
+    @cached_property
     def busy_s(self) -> np.ndarray:
         """Time the chips compute or stream memory: the operator rooflines and activations."""
         p = self.overlap_exponent
@@ -406,15 +434,20 @@ class PassTimes:
             + self.activation_s
         )
 
-    @property
+    @cached_property
     def total_s(self) -> np.ndarray:
         return self.busy_s + self.communication_s + self.overhead_s
 
-    @property
+    @cached_property
     def busy_fraction(self) -> np.ndarray:
         """Share of the pass the chips compute or stream memory (not waiting on the fabric or
         on fixed costs)."""
         return self.busy_s / self.total_s
+
+
+_PASS_FIELDS = tuple(f.name for f in fields(PassTimes))
+_TERM_FIELDS = _PASS_FIELDS[:-2]
+"""The per-point arrays, batch … memory_used_bytes (before the two scalar-or-array fields)."""
 
 
 def _pass(
