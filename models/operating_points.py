@@ -36,6 +36,7 @@ from rackplan.models.roofline import (
     kv_bytes_per_sequence,
     kv_handoff_bytes_per_request,
     min_chips_for_weights,
+    phase_pass,
     prefill_pass,
     replica_hardware,
     weight_bytes_read,
@@ -422,7 +423,7 @@ class ReplicaSet:
 
     def _points(
         self,
-        phase: Phase,
+        phase: Phase | np.ndarray,
         size: np.ndarray,
         times: PassTimes,
         tokens_per_s_per_replica: np.ndarray,
@@ -437,7 +438,9 @@ class ReplicaSet:
             self.chips_used_share[size] * times.busy_fraction * activity
         )
         return PointTable(
-            phase=np.full(size.size, phase.value, dtype=object),
+            phase=np.full(size.size, phase.value, dtype=object)
+            if isinstance(phase, Phase)
+            else phase,
             batch_size=times.batch,
             chips_per_replica=self.chips[size],
             racks_per_replica=racks,
@@ -534,11 +537,12 @@ class ReplicaSet:
 
     def grid(self, phase: Phase) -> tuple[np.ndarray, np.ndarray]:
         """(size index, batch) of the grid: powers of two up to each size's limit, the limit
-        itself, and (decode) the knee neighbourhood b*·2^(±1/2, ±1/4, 0)."""
-        return self._grid(phase, self.batch_limits(phase))
+        itself, and (decode) the knee neighbourhood b*·2^(±1/2, ±1/4, 0); sorted by size, then
+        batch, without repeats."""
+        return _unpack(np.unique(_pack(*self._grid(phase, self.batch_limits(phase)))))
 
     def _grid(self, phase: Phase, limits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``grid`` for given per-size batch ``limits``; sorted by size, then batch."""
+        """``grid`` for given per-size batch ``limits``, unsorted and possibly repeated."""
         powers = power_of_two_grid(float(limits.max(initial=0.0)))
         columns = [np.broadcast_to(powers, (len(self), powers.size)), limits[:, None]]
         if phase is Phase.decode:
@@ -548,7 +552,7 @@ class ReplicaSet:
         batches = np.concatenate(columns, axis=1)
         sizes = np.broadcast_to(np.arange(len(self))[:, None], batches.shape)
         keep = (batches >= 1) & (batches <= limits[:, None])
-        return _unpack(np.unique(_pack(sizes[keep], batches[keep])))
+        return sizes[keep], batches[keep]
 
     def best_meeting(self, phase: Phase, target_ms: float | None) -> tuple[np.ndarray, np.ndarray]:
         """Per replica size, the largest batch whose latency ≤ ``target_ms`` (0: none).
@@ -567,37 +571,112 @@ class ReplicaSet:
         feasible = np.flatnonzero(best >= 1)
         return feasible, best[feasible].astype(float)
 
-    def grid_and_sla_points(self, phase: Phase, target_ms: float | None) -> PointTable:
-        """The points of ``grid(phase)`` followed by those of ``best_meeting(phase, target_ms)``
-        (none without a target), as ``evaluate`` gives them, in at most two passes.
+    def _row_phase(
+        self, row: np.ndarray, phases: tuple[Phase, ...]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(size index, is decode) of search rows row = k·S + size (k-th of ``phases``)."""
+        decode = np.array([phase is Phase.decode for phase in phases])
+        return row % len(self), decode[row // len(self)]
 
-        The SLA search (``largest_feasible``) shares its first round with the grid: one pass
-        evaluates the grid and the coarse candidates together (grid batches also bracket the
-        answer), a second the integers inside each bracket; the points reuse both passes.
-        """
-        limits = self.batch_limits(phase)
-        size, batch = self._grid(phase, limits)
-        if target_ms is None:
-            return self._table(phase, size, self.times(phase, size, batch))
-        coarse_size, coarse_batch = coarse_candidates(limits)
-        keys, inverse = np.unique(
-            _pack(np.concatenate([size, coarse_size]), np.concatenate([batch, coarse_batch])),
-            return_inverse=True,
+    def _row_times(
+        self, row: np.ndarray, batch: np.ndarray, phases: tuple[Phase, ...]
+    ) -> PassTimes:
+        """The pass (``phase_pass``) of each (search row, batch), all phases at once."""
+        size, decode = self._row_phase(row, phases)
+        return phase_pass(
+            self.hw.take(size), self.llm, self.precision, self.workload, batch, decode
         )
-        first_size, first_batch = _unpack(keys)
-        times = self.times(phase, first_size, first_batch)
-        ok = self._latency_ms(phase, first_size, times) <= target_ms
-        index, first_fail = initial_run(first_size, first_batch, ok, len(self))
-        fine_size, fine_batch = bracket(first_batch, index, first_fail)
-        if fine_size.size:
-            fine = self.times(phase, fine_size, fine_batch)
-            ok = self._latency_ms(phase, fine_size, fine) <= target_ms
-            fine_index, _ = initial_run(fine_size, fine_batch, ok, len(self))
-            index = np.where(fine_index >= 0, fine_index + first_size.size, index)
-            times = PassTimes.concat([times, fine])
-            first_size = np.concatenate([first_size, fine_size])
-        rows = np.concatenate([inverse[: size.size], index[index >= 0]])
-        return self._table(phase, first_size[rows], times.take(rows))
+
+    def _row_latency_ms(
+        self, row: np.ndarray, times: PassTimes, phases: tuple[Phase, ...]
+    ) -> np.ndarray:
+        """``_latency_ms`` of each search row: TPOT for decode rows, TTFT for prefill rows."""
+        size, decode = self._row_phase(row, phases)
+        return np.where(decode, self._tpot_s(times), self._ttft_s(size, times)) * 1e3
+
+    def _row_table(
+        self, row: np.ndarray, times: PassTimes, phases: tuple[Phase, ...]
+    ) -> PointTable:
+        """``decode_points`` / ``prefill_points`` of each search row, all phases at once.
+
+        Decode rows: rate = b/(t/E), TPOT = (t/E)·f, no hand-off, activity 1. Prefill rows:
+        rate = min(b·L/S, n·NIC·L/kv((1−h)L)), TTFT = S·q + t_h, activity = rate / (b·L/S).
+        """
+        size, decode = self._row_phase(row, phases)
+        step = times.total_s
+        per_token = step / times.tokens_per_sequence
+        handoff_s = np.where(decode, 0.0, self._handoff_s(size, times))
+        input_tokens = self.workload.input_tokens
+        compute_rate = np.where(decode, times.batch / per_token, times.batch * input_tokens / step)
+        nic_cap = self.hw.scaleout_bytes_per_s[size] * input_tokens / self._handoff_bytes
+        rate = np.where(decode, compute_rate, np.minimum(compute_rate, nic_cap))
+        latency = np.where(
+            decode,
+            per_token * tpot_factor(self.workload.sla_percentile),
+            step * ttft_factor(self.workload) + handoff_s,
+        )
+        activity = np.where(decode, 1.0, rate / compute_rate)
+        labels = np.array([phase.value for phase in phases], dtype=object)
+        return self._points(
+            labels[row // len(self)], size, times, rate, latency, handoff_s, activity
+        )
+
+    def grid_and_sla_points(
+        self, targets: dict[Phase, float | None]
+    ) -> tuple[PointTable, np.ndarray]:
+        """Per phase of ``targets`` (in its order), the points of ``grid(phase)`` followed by
+        those of ``best_meeting(phase, target)`` (none for a None target), as ``evaluate``
+        gives them, all in one table from at most two passes; and each point's phase position.
+
+        Search rows are (phase, replica size) pairs, row = k·S + size for the k-th phase. One
+        pass evaluates every grid with the SLA search's first round (``coarse_candidates``;
+        grid batches bracket the answer too), a second the integers inside each bracket
+        (``largest_feasible``'s two rounds); the points reuse both passes' times.
+        """
+        phases = tuple(targets)
+        n = len(self)
+        grid_keys, search_keys = [], []
+        for k, phase in enumerate(phases):
+            limits = self.batch_limits(phase)
+            size, batch = self._grid(phase, limits)
+            grid_keys.append(_pack(size + k * n, batch))
+            if targets[phase] is not None:
+                row, batch = coarse_candidates(limits)
+                search_keys.append(_pack(row + k * n, batch))
+        grid = np.concatenate(grid_keys)
+        keys, inverse = np.unique(np.concatenate([grid, *search_keys]), return_inverse=True)
+        row, batch = _unpack(keys)
+        is_grid = np.zeros(keys.size, dtype=bool)
+        is_grid[inverse[: grid.size]] = True
+        times = self._row_times(row, batch, phases)
+        index = np.full(len(phases) * n, -1)
+        if search_keys:
+            target = np.array([np.inf if targets[p] is None else targets[p] for p in phases])
+            ok = self._row_latency_ms(row, times, phases) <= target[row // n]
+            index, first_fail = initial_run(row, batch, ok, index.size)
+            fine_row, fine_batch = bracket(batch, index, first_fail)
+            if fine_row.size:
+                fine = self._row_times(fine_row, fine_batch, phases)
+                ok = self._row_latency_ms(fine_row, fine, phases) <= target[fine_row // n]
+                fine_index, _ = initial_run(fine_row, fine_batch, ok, index.size)
+                index = np.where(fine_index >= 0, fine_index + row.size, index)
+                times = PassTimes.concat([times, fine])
+                row = np.concatenate([row, fine_row])
+            index = np.where(np.repeat(np.isfinite(target), n), index, -1)
+        # Per phase: its grid points (sorted by size, batch), then its SLA points by size.
+        phase_of_key = keys // _KEY_STRIDE // n
+        rows = np.concatenate(
+            [
+                part
+                for k in range(len(phases))
+                for part in (
+                    np.flatnonzero(is_grid & (phase_of_key == k)),
+                    index[k * n : (k + 1) * n][index[k * n : (k + 1) * n] >= 0],
+                )
+            ]
+        )
+        row = row[rows]
+        return self._row_table(row, times.take(rows), phases), row // n
 
 
 def operating_points(
@@ -620,15 +699,14 @@ def operating_points(
     replicas = ReplicaSet.build(rack, llm, precision, workload, efficiency)
     if len(replicas) == 0:
         return PointTable.concat([])
-    tables = []
-    for phase in phases:
-        target = workload.tpot_ms if phase is Phase.decode else workload.ttft_ms
-        table = replicas.grid_and_sla_points(phase, target if sla_points else None)
-        if prune and len(table):
-            table = table.take(_phase_pareto_mask(table))
-        if len(table):
-            tables.append(table)
-    return PointTable.concat(tables)
+    targets = {
+        phase: (workload.tpot_ms if phase is Phase.decode else workload.ttft_ms)
+        if sla_points
+        else None
+        for phase in phases
+    }
+    table, phase_index = replicas.grid_and_sla_points(targets)
+    return table.take(_pareto_within(table, phase_index)) if prune and len(table) else table
 
 
 def pareto_mask(table: PointTable) -> np.ndarray:
@@ -639,27 +717,30 @@ def pareto_mask(table: PointTable) -> np.ndarray:
     never be the better buy: it needs more racks (capex) and more energy for the same tokens
     at no better latency.
     """
-    keep = np.zeros(len(table), dtype=bool)
-    for phase in np.unique(table.phase):
-        rows = np.flatnonzero(table.phase == phase)
-        keep[rows] = _phase_pareto_mask(table.take(rows))
-    return keep
+    _, group = np.unique(table.phase, return_inverse=True)
+    return _pareto_within(table, group)
 
 
-def _phase_pareto_mask(table: PointTable) -> np.ndarray:
-    """``pareto_mask`` of a table holding a single phase."""
+def _pareto_within(table: PointTable, group: np.ndarray) -> np.ndarray:
+    """``pareto_mask`` with the phase given as ``group`` labels (points compete within a group)."""
     rate = table.tokens_per_s_per_rack
-    return _nondominated(rate, table.latency_ms, table.power_kw / np.maximum(rate, 1e-30))
+    return _nondominated(
+        rate, table.latency_ms, table.power_kw / np.maximum(rate, 1e-30), np.asarray(group)
+    )
 
 
-def _nondominated(rate: np.ndarray, latency: np.ndarray, energy: np.ndarray) -> np.ndarray:
-    """Pareto mask for maximising ``rate`` and minimising ``latency`` and ``energy``.
+def _nondominated(
+    rate: np.ndarray, latency: np.ndarray, energy: np.ndarray, group: np.ndarray
+) -> np.ndarray:
+    """Pareto mask for maximising ``rate`` and minimising ``latency`` and ``energy`` among
+    points of the same ``group``.
 
-    With N[i, j] = "j is no worse than i in all three", j dominates i iff N[i, j] and not
-    N[j, i]; i and j are duplicates iff both (the later one is dropped).
+    With N[i, j] = "j is in i's group and no worse than i in all three", j dominates i iff
+    N[i, j] and not N[j, i]; i and j are duplicates iff both (the later one is dropped).
     """
     no_worse = (
-        (rate[None, :] >= rate[:, None])
+        (group[None, :] == group[:, None])
+        & (rate[None, :] >= rate[:, None])
         & (latency[None, :] <= latency[:, None])
         & (energy[None, :] <= energy[:, None])
     )

@@ -534,23 +534,73 @@ def decode_step(
     plus activation traffic, t_comm(T), τ_step + layers·τ_layer + b·τ_req and the draft passes.
     TPOT = t_step / E;  tokens/s = b·E / t_step;  memory = W + b·kv(ctx) ≤ usable capacity.
     """
+    return phase_pass(hw, llm, precision, workload, batch, decode=True)
+
+
+def per_sequence(
+    llm: LLM, precision: Precision, workload: Workload, decode: bool
+) -> tuple[float, float, float, float]:
+    """What one sequence brings to a pass: (tokens computed, attention FLOPs, KV bytes read and
+    held, output tokens gained).
+
+    decode:  (d + 1, (d + 1)·attn(ctx), kv(ctx), E)    (``decode_step``)
+    prefill: ((1 − h)·L, attn_prefill(L, h·L), kv(L), 1)  (``prefill_pass``)
+    """
+    if decode:
+        ctx = workload.mean_decode_context
+        verified = workload.speculative_draft_tokens + 1
+        return (
+            verified,
+            verified * float(decode_attention_flops_per_token(llm, ctx)),
+            float(kv_bytes_per_sequence(llm, precision, ctx)),
+            speculative_tokens_per_step(workload),
+        )
+    new_tokens = workload.computed_input_tokens
+    cached = workload.input_tokens - new_tokens
+    return (
+        new_tokens,
+        prefill_attention_flops_per_prompt(llm, workload.input_tokens, cached),
+        float(kv_bytes_per_sequence(llm, precision, workload.input_tokens)),
+        1.0,
+    )
+
+
+def phase_pass(
+    hw: ReplicaHardware,
+    llm: LLM,
+    precision: Precision,
+    workload: Workload,
+    batch: np.ndarray,
+    decode: np.ndarray | bool,
+) -> PassTimes:
+    """Decode steps (where ``decode``) and prefill passes (elsewhere) of ``b`` sequences, in one
+    vectorised pass.
+
+    Both phases are a pass whose tokens, attention FLOPs and KV bytes are b times a
+    per-sequence coefficient (``per_sequence``): T = b·t, attention = b·a, KV read = b·kv,
+    memory = W + b·kv, E tokens gained per sequence; decode rows add the draft passes of
+    speculative decoding.
+    """
     batch = np.asarray(batch, dtype=float)
-    ctx = workload.mean_decode_context
-    kv_seq = kv_bytes_per_sequence(llm, precision, ctx)
-    tokens = batch * (workload.speculative_draft_tokens + 1)
+    table = np.array([per_sequence(llm, precision, workload, phase) for phase in (False, True)])
+    tokens, attention, kv, gained = table[np.asarray(decode, dtype=int)].T
+    kv_bytes = batch * kv
     times = _pass(
         hw,
         llm,
         precision,
         batch=batch,
-        tokens=tokens,
+        tokens=batch * tokens,
         sequences=batch,
-        attention_flops=tokens * decode_attention_flops_per_token(llm, ctx),
-        kv_bytes_moved=batch * kv_seq,
-        memory_used_bytes=weight_bytes_total(llm, precision) + batch * kv_seq,
-        tokens_per_sequence=speculative_tokens_per_step(workload),
+        attention_flops=batch * attention,
+        kv_bytes_moved=kv_bytes,
+        memory_used_bytes=weight_bytes_total(llm, precision) + kv_bytes,
+        tokens_per_sequence=gained,
     )
-    return _with_draft(times, hw, llm, precision, workload, batch)
+    if workload.speculative_draft_tokens == 0 or not np.any(decode):
+        return times
+    extra = np.where(decode, draft_overhead_s(hw, llm, precision, workload, batch), 0.0)
+    return replace(times, overhead_s=times.overhead_s + extra)
 
 
 def _with_draft(
@@ -579,22 +629,7 @@ def prefill_pass(
     plus activation traffic, t_comm(T) and τ_step + layers·τ_layer + b·τ_req.
     memory     W + b·kv(L)
     """
-    batch = np.asarray(batch, dtype=float)
-    new_tokens = workload.computed_input_tokens
-    cached = workload.input_tokens - new_tokens
-    kv_prompt = kv_bytes_per_sequence(llm, precision, workload.input_tokens)
-    return _pass(
-        hw,
-        llm,
-        precision,
-        batch=batch,
-        tokens=batch * new_tokens,
-        sequences=batch,
-        attention_flops=batch
-        * prefill_attention_flops_per_prompt(llm, workload.input_tokens, cached),
-        kv_bytes_moved=batch * kv_prompt,
-        memory_used_bytes=weight_bytes_total(llm, precision) + batch * kv_prompt,
-    )
+    return phase_pass(hw, llm, precision, workload, batch, decode=False)
 
 
 def aggregated_step(
