@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,7 @@ from rackplan.models.roofline import (
     kv_bytes_per_sequence,
     kv_handoff_bytes_per_request,
     min_chips_for_weights,
+    phase_coefficients,
     phase_pass,
     prefill_pass,
     replica_hardware,
@@ -205,22 +207,14 @@ def coarse_candidates(upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     upper = np.floor(np.asarray(upper, dtype=float))
     rows = np.flatnonzero(upper >= 1)
-    u = upper[rows]
+    u = upper[rows, None]
     step = np.maximum(1.0, np.ceil((u - 1.0) / COARSE_CANDIDATES))
-    counts = np.ceil((u - 1.0) / step).astype(int) + 1
-    return _ragged(rows, counts, start=np.ones(rows.size), step=step, stop=u)
+    batch = np.minimum(1.0 + _COARSE_STEPS * step, u)
+    distinct = np.concatenate([np.ones_like(u, dtype=bool), batch[:, 1:] > batch[:, :-1]], axis=1)
+    return np.broadcast_to(rows[:, None], batch.shape)[distinct], batch[distinct]
 
 
-def _ragged(
-    rows: np.ndarray, counts: np.ndarray, start: np.ndarray, step: np.ndarray, stop: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Flat (row, batch): for each rows[i], min(start[i] + k·step[i], stop[i]), k < counts[i]."""
-    first = np.cumsum(counts) - counts
-    k = np.arange(int(counts.sum())) - np.repeat(first, counts)
-    batch = np.minimum(
-        np.repeat(start, counts) + k * np.repeat(step, counts), np.repeat(stop, counts)
-    )
-    return np.repeat(rows, counts), batch
+_COARSE_STEPS = np.arange(COARSE_CANDIDATES + 1.0)[None, :]
 
 
 def initial_run(
@@ -249,13 +243,17 @@ def bracket(
     batch: np.ndarray, index: np.ndarray, first_fail: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Round 2 of the search: (row, batch) of every integer strictly between each row's last
-    passing and first failing batch of round 1 (``initial_run``; none if b = 1 fails)."""
-    last = np.where(index >= 0, batch[np.maximum(index, 0)] if batch.size else 0.0, 0.0)
-    gap = np.where((last >= 1) & np.isfinite(first_fail), first_fail - last - 1, 0)
+    passing and first failing batch of round 1 (``initial_run``; none if b = 1 fails).
+
+    Sorted by row, then batch."""
+    last = batch[index] if batch.size else np.zeros(index.size)
+    gap = np.where((index >= 0) & (first_fail < np.inf), first_fail - last - 1, 0.0)
     rows = np.flatnonzero(gap > 0)
-    return _ragged(
-        rows, gap[rows].astype(int), last[rows] + 1, np.ones(rows.size), first_fail[rows]
-    )
+    if rows.size == 0:
+        return rows, np.zeros(0)
+    inside = last[rows, None] + np.arange(1.0, gap[rows].max() + 1.0)[None, :]
+    keep = inside < first_fail[rows, None]
+    return np.broadcast_to(rows[:, None], inside.shape)[keep], inside[keep]
 
 
 def largest_feasible(
@@ -410,7 +408,7 @@ class ReplicaSet:
         slope = per_token_compute - kv_time
         knee = np.full(len(self), np.inf)
         weights = np.full(len(self), weight_bytes_total(self.llm, self.precision))
-        for _ in range(3):
+        for _ in range(3 if self.llm.is_moe else 1):  # dense: W_read(b) = W, exact at once
             knee = np.where(
                 slope > 0,
                 weights / self.hw.bandwidth_bytes_per_s / np.where(slope > 0, slope, 1.0),
@@ -583,9 +581,13 @@ class ReplicaSet:
     ) -> PassTimes:
         """The pass (``phase_pass``) of each (search row, batch), all phases at once."""
         size, decode = self._row_phase(row, phases)
-        return phase_pass(
-            self.hw.take(size), self.llm, self.precision, self.workload, batch, decode
-        )
+        hw = self.hw.take(size)
+        return phase_pass(hw, self.llm, self.precision, self.workload, batch, decode, self._coef)
+
+    @cached_property
+    def _coef(self) -> np.ndarray:
+        """``roofline.phase_coefficients`` of this LLM, precision and workload."""
+        return phase_coefficients(self.llm, self.precision, self.workload)
 
     def _row_latency_ms(
         self, row: np.ndarray, times: PassTimes, phases: tuple[Phase, ...]

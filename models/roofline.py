@@ -249,7 +249,11 @@ def weight_bytes_read(llm: LLM, precision: Precision, tokens: np.ndarray | float
 
 
 def collective_time_s(
-    hw: ReplicaHardware, llm: LLM, precision: Precision, tokens: np.ndarray | float
+    hw: ReplicaHardware,
+    llm: LLM,
+    precision: Precision,
+    tokens: np.ndarray | float,
+    imbalance: np.ndarray | None = None,
 ) -> np.ndarray:
     """Communication time of one forward pass of ``tokens`` tokens (T) on an n-chip replica.
 
@@ -261,7 +265,7 @@ def collective_time_s(
         layers · [(α + 2·(n − 1)/n · T·d·2 / link) + 2·(α + ι·k·T·d·2·(n − 1)/n² / link)]
     Activations travel in 16 bits (``COLLECTIVE_BYTES_PER_ELEMENT``); 0 for a single chip.
     ``precision`` is accepted for symmetry with the other terms: engines reduce in bf16
-    whatever the weights.
+    whatever the weights. ``imbalance``: ι if already known (``expert_load_imbalance``).
     """
     del precision
     tokens = np.asarray(tokens, dtype=float)
@@ -269,7 +273,8 @@ def collective_time_s(
     message_bytes = tokens * llm.d_model * COLLECTIVE_BYTES_PER_ELEMENT
     all_reduce = hw.collective_latency_s + 2.0 * (n - 1) / n * message_bytes / hw.link_bytes_per_s
     if llm.is_moe:
-        imbalance = expert_load_imbalance(llm, hw, tokens)
+        if imbalance is None:
+            imbalance = expert_load_imbalance(llm, hw, tokens)
         a2a_bytes = imbalance * llm.experts_routed * message_bytes * (n - 1) / n**2
         all_to_all = hw.collective_latency_s + a2a_bytes / hw.link_bytes_per_s
         per_layer = all_reduce + 2.0 * all_to_all
@@ -322,10 +327,13 @@ def expert_load_imbalance(llm: LLM, hw: ReplicaHardware, tokens: np.ndarray | fl
     return hw.moe_imbalance * statistical
 
 
-def expert_gemm_flops(llm: LLM, hw: ReplicaHardware, tokens: np.ndarray) -> np.ndarray:
+def expert_gemm_flops(
+    llm: LLM, hw: ReplicaHardware, tokens: np.ndarray, imbalance: np.ndarray | None = None
+) -> np.ndarray:
     """FLOPs of the routed experts, slowed by the load imbalance ι (the busiest expert sets the
-    pace, ``expert_load_imbalance``): ι·2·T·N_exp·k/E; 0 for dense models."""
-    imbalance = expert_load_imbalance(llm, hw, tokens)
+    pace, ``expert_load_imbalance``; pass it if known): ι·2·T·N_exp·k/E; 0 for dense models."""
+    if imbalance is None:
+        imbalance = expert_load_imbalance(llm, hw, tokens)
     return imbalance * 2.0 * tokens * llm.expert_params_b * llm.routed_fraction * 1e9
 
 
@@ -336,10 +344,14 @@ def gemm_size_slowdown(hw: ReplicaHardware, gemm_tokens: np.ndarray) -> np.ndarr
     return 1.0 + hw.gemm_half_efficiency_tokens / gemm_tokens
 
 
-def tokens_per_touched_expert(llm: LLM, tokens: np.ndarray) -> np.ndarray:
+def tokens_per_touched_expert(
+    llm: LLM, tokens: np.ndarray, touched_fraction: np.ndarray | None = None
+) -> np.ndarray:
     """M of one expert GEMM: T·k routed copies shared by the E·(1 − (1 − k/E)^T) experts the
-    pass touches (T·k/E once every expert is busy)."""
-    touched = np.maximum(experts_touched_fraction(llm, tokens) * llm.experts_total, 1.0)
+    pass touches (T·k/E once every expert is busy; ``touched_fraction`` if already known)."""
+    if touched_fraction is None:
+        touched_fraction = experts_touched_fraction(llm, tokens)
+    touched = np.maximum(touched_fraction * llm.experts_total, 1.0)
     return tokens * llm.experts_routed / touched
 
 
@@ -349,10 +361,16 @@ def dense_weight_bytes(llm: LLM, precision: Precision) -> float:
 
 
 def expert_weight_bytes_read(
-    llm: LLM, precision: Precision, tokens: np.ndarray | float
+    llm: LLM,
+    precision: Precision,
+    tokens: np.ndarray | float,
+    touched_fraction: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Routed-expert bytes a pass of T tokens reads: b_w·N_exp·(1 − (1 − k/E)^T)."""
-    touched = experts_touched_fraction(llm, tokens)
+    """Routed-expert bytes a pass of T tokens reads: b_w·N_exp·(1 − (1 − k/E)^T)
+    (``touched_fraction``: the last factor, if already known)."""
+    touched = (
+        experts_touched_fraction(llm, tokens) if touched_fraction is None else touched_fraction
+    )
     return precision.weight_bytes * 1e9 * llm.expert_params_b * touched
 
 
@@ -463,22 +481,39 @@ def _pass(
     memory_used_bytes: np.ndarray,
     tokens_per_sequence: np.ndarray | float = 1.0,
 ) -> PassTimes:
-    """Assemble the operator groups of one pass of ``tokens`` tokens over ``sequences``."""
+    """Assemble the operator groups of one pass of ``tokens`` tokens over ``sequences``.
+
+    The expert terms (MoE) share one load imbalance ι and one touched-expert share; dense
+    models have none (both terms 0).
+    """
+    gemm_memory_s = np.full(np.shape(tokens), dense_weight_bytes(llm, precision))
+    if llm.is_moe:
+        touched = experts_touched_fraction(llm, tokens)
+        imbalance = expert_load_imbalance(llm, hw, tokens)
+        per_expert = tokens_per_touched_expert(llm, tokens, touched)
+        expert_compute_s = (
+            expert_gemm_flops(llm, hw, tokens, imbalance)
+            * gemm_size_slowdown(hw, per_expert)
+            / hw.linear_flops_per_s
+        )
+        expert_memory_s = (
+            expert_weight_bytes_read(llm, precision, tokens, touched) / hw.bandwidth_bytes_per_s
+        )
+    else:
+        imbalance = None
+        expert_compute_s = expert_memory_s = np.zeros_like(gemm_memory_s)
     return PassTimes(
         batch=batch,
         gemm_compute_s=dense_gemm_flops(llm, tokens)
         * gemm_size_slowdown(hw, tokens)
         / hw.linear_flops_per_s,
-        gemm_memory_s=np.full(np.shape(tokens), dense_weight_bytes(llm, precision))
-        / hw.bandwidth_bytes_per_s,
-        expert_compute_s=expert_gemm_flops(llm, hw, tokens)
-        * (gemm_size_slowdown(hw, tokens_per_touched_expert(llm, tokens)) if llm.is_moe else 1.0)
-        / hw.linear_flops_per_s,
-        expert_memory_s=expert_weight_bytes_read(llm, precision, tokens) / hw.bandwidth_bytes_per_s,
+        gemm_memory_s=gemm_memory_s / hw.bandwidth_bytes_per_s,
+        expert_compute_s=expert_compute_s,
+        expert_memory_s=expert_memory_s,
         attention_compute_s=attention_flops / hw.attention_flops_per_s,
         attention_memory_s=kv_bytes_moved / hw.attention_bandwidth_bytes_per_s,
         activation_s=activation_traffic_s(hw, llm, tokens),
-        communication_s=collective_time_s(hw, llm, precision, tokens),
+        communication_s=collective_time_s(hw, llm, precision, tokens, imbalance),
         overhead_s=fixed_overhead_s(hw, llm, sequences),
         memory_used_bytes=memory_used_bytes,
         tokens_per_sequence=tokens_per_sequence,
@@ -565,6 +600,11 @@ def per_sequence(
     )
 
 
+def phase_coefficients(llm: LLM, precision: Precision, workload: Workload) -> np.ndarray:
+    """``per_sequence`` of prefill (row 0) and decode (row 1)."""
+    return np.array([per_sequence(llm, precision, workload, decode) for decode in (False, True)])
+
+
 def phase_pass(
     hw: ReplicaHardware,
     llm: LLM,
@@ -572,6 +612,7 @@ def phase_pass(
     workload: Workload,
     batch: np.ndarray,
     decode: np.ndarray | bool,
+    coefficients: np.ndarray | None = None,
 ) -> PassTimes:
     """Decode steps (where ``decode``) and prefill passes (elsewhere) of ``b`` sequences, in one
     vectorised pass.
@@ -579,11 +620,12 @@ def phase_pass(
     Both phases are a pass whose tokens, attention FLOPs and KV bytes are b times a
     per-sequence coefficient (``per_sequence``): T = b·t, attention = b·a, KV read = b·kv,
     memory = W + b·kv, E tokens gained per sequence; decode rows add the draft passes of
-    speculative decoding.
+    speculative decoding. ``coefficients``: ``phase_coefficients``, if already computed.
     """
     batch = np.asarray(batch, dtype=float)
-    table = np.array([per_sequence(llm, precision, workload, phase) for phase in (False, True)])
-    tokens, attention, kv, gained = table[np.asarray(decode, dtype=int)].T
+    if coefficients is None:
+        coefficients = phase_coefficients(llm, precision, workload)
+    tokens, attention, kv, gained = coefficients[np.asarray(decode, dtype=int)].T
     kv_bytes = batch * kv
     times = _pass(
         hw,
