@@ -198,6 +198,12 @@ def _unpack(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return size, keys - size * _KEY_STRIDE
 
 
+def _distinct(keys: np.ndarray) -> np.ndarray:
+    """Sorted distinct ``keys`` (``np.unique`` without its overhead)."""
+    keys = np.sort(keys)
+    return keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+
+
 def coarse_candidates(upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Round 1 of the search: (row, batch) with, per row r of u = ⌊upper[r]⌋ ≥ 1, the batches
     1, 1 + s, 1 + 2s, …, u with s = ⌈(u − 1)/COARSE_CANDIDATES⌉ (every integer if u ≤ 65).
@@ -205,13 +211,16 @@ def coarse_candidates(upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Sorted by row, then batch, all distinct; a bracket between two neighbours holds < s
     integers, so round 2 tests at most s − 1 batches per row.
     """
+    return _unpack(_distinct(_coarse_keys(upper)))
+
+
+def _coarse_keys(upper: np.ndarray) -> np.ndarray:
+    """``coarse_candidates`` as packed keys, sorted but with repeats (u ≤ 65 clips to u)."""
     upper = np.floor(np.asarray(upper, dtype=float))
     rows = np.flatnonzero(upper >= 1)
     u = upper[rows, None]
     step = np.maximum(1.0, np.ceil((u - 1.0) / COARSE_CANDIDATES))
-    batch = np.minimum(1.0 + _COARSE_STEPS * step, u)
-    distinct = np.concatenate([np.ones_like(u, dtype=bool), batch[:, 1:] > batch[:, :-1]], axis=1)
-    return np.broadcast_to(rows[:, None], batch.shape)[distinct], batch[distinct]
+    return _pack(rows[:, None], np.minimum(1.0 + _COARSE_STEPS * step, u)).ravel()
 
 
 _COARSE_STEPS = np.arange(COARSE_CANDIDATES + 1.0)[None, :]
@@ -537,20 +546,19 @@ class ReplicaSet:
         """(size index, batch) of the grid: powers of two up to each size's limit, the limit
         itself, and (decode) the knee neighbourhood b*·2^(±1/2, ±1/4, 0); sorted by size, then
         batch, without repeats."""
-        return _unpack(np.unique(_pack(*self._grid(phase, self.batch_limits(phase)))))
+        return _unpack(_distinct(self._grid_keys(phase, self.batch_limits(phase))))
 
-    def _grid(self, phase: Phase, limits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``grid`` for given per-size batch ``limits``, unsorted and possibly repeated."""
+    def _grid_keys(self, phase: Phase, limits: np.ndarray) -> np.ndarray:
+        """``grid`` for given per-size batch ``limits`` as packed keys, with repeats."""
         powers = power_of_two_grid(float(limits.max(initial=0.0)))
-        columns = [np.broadcast_to(powers, (len(self), powers.size)), limits[:, None]]
+        columns = [powers + np.zeros((len(self), 1)), limits[:, None]]
         if phase is Phase.decode:
             knee = self.knee_batch()
             near = np.where(np.isfinite(knee)[:, None], np.round(knee[:, None] * KNEE_OFFSETS), 1.0)
             columns.append(near)
         batches = np.concatenate(columns, axis=1)
-        sizes = np.broadcast_to(np.arange(len(self))[:, None], batches.shape)
         keep = (batches >= 1) & (batches <= limits[:, None])
-        return sizes[keep], batches[keep]
+        return _pack(np.arange(len(self))[:, None], batches)[keep]
 
     def best_meeting(self, phase: Phase, target_ms: float | None) -> tuple[np.ndarray, np.ndarray]:
         """Per replica size, the largest batch whose latency ≤ ``target_ms`` (0: none).
@@ -569,18 +577,8 @@ class ReplicaSet:
         feasible = np.flatnonzero(best >= 1)
         return feasible, best[feasible].astype(float)
 
-    def _row_phase(
-        self, row: np.ndarray, phases: tuple[Phase, ...]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(size index, is decode) of search rows row = k·S + size (k-th of ``phases``)."""
-        decode = np.array([phase is Phase.decode for phase in phases])
-        return row % len(self), decode[row // len(self)]
-
-    def _row_times(
-        self, row: np.ndarray, batch: np.ndarray, phases: tuple[Phase, ...]
-    ) -> PassTimes:
-        """The pass (``phase_pass``) of each (search row, batch), all phases at once."""
-        size, decode = self._row_phase(row, phases)
+    def _row_times(self, size: np.ndarray, decode: np.ndarray, batch: np.ndarray) -> PassTimes:
+        """The pass (``phase_pass``) of each (size, phase, batch), all phases at once."""
         hw = self.hw.take(size)
         return phase_pass(hw, self.llm, self.precision, self.workload, batch, decode, self._coef)
 
@@ -589,22 +587,18 @@ class ReplicaSet:
         """``roofline.phase_coefficients`` of this LLM, precision and workload."""
         return phase_coefficients(self.llm, self.precision, self.workload)
 
-    def _row_latency_ms(
-        self, row: np.ndarray, times: PassTimes, phases: tuple[Phase, ...]
-    ) -> np.ndarray:
-        """``_latency_ms`` of each search row: TPOT for decode rows, TTFT for prefill rows."""
-        size, decode = self._row_phase(row, phases)
+    def _row_latency_ms(self, size: np.ndarray, decode: np.ndarray, times: PassTimes) -> np.ndarray:
+        """``_latency_ms`` of each point: TPOT for decode points, TTFT for prefill points."""
         return np.where(decode, self._tpot_s(times), self._ttft_s(size, times)) * 1e3
 
     def _row_table(
-        self, row: np.ndarray, times: PassTimes, phases: tuple[Phase, ...]
+        self, size: np.ndarray, decode: np.ndarray, label: np.ndarray, times: PassTimes
     ) -> PointTable:
         """``decode_points`` / ``prefill_points`` of each search row, all phases at once.
 
         Decode rows: rate = b/(t/E), TPOT = (t/E)·f, no hand-off, activity 1. Prefill rows:
         rate = min(b·L/S, n·NIC·L/kv((1−h)L)), TTFT = S·q + t_h, activity = rate / (b·L/S).
         """
-        size, decode = self._row_phase(row, phases)
         step = times.total_s
         per_token = step / times.tokens_per_sequence
         handoff_s = np.where(decode, 0.0, self._handoff_s(size, times))
@@ -618,10 +612,7 @@ class ReplicaSet:
             step * ttft_factor(self.workload) + handoff_s,
         )
         activity = np.where(decode, 1.0, rate / compute_rate)
-        labels = np.array([phase.value for phase in phases], dtype=object)
-        return self._points(
-            labels[row // len(self)], size, times, rate, latency, handoff_s, activity
-        )
+        return self._points(label, size, times, rate, latency, handoff_s, activity)
 
     def grid_and_sla_points(
         self, targets: dict[Phase, float | None]
@@ -637,48 +628,50 @@ class ReplicaSet:
         """
         phases = tuple(targets)
         n = len(self)
-        grid_keys, search_keys = [], []
+        grid_parts, search_parts = [], []
         for k, phase in enumerate(phases):
             limits = self.batch_limits(phase)
-            size, batch = self._grid(phase, limits)
-            grid_keys.append(_pack(size + k * n, batch))
+            grid_parts.append(self._grid_keys(phase, limits) + k * n * _KEY_STRIDE)
             if targets[phase] is not None:
-                row, batch = coarse_candidates(limits)
-                search_keys.append(_pack(row + k * n, batch))
-        grid = np.concatenate(grid_keys)
-        keys, inverse = np.unique(np.concatenate([grid, *search_keys]), return_inverse=True)
-        row, batch = _unpack(keys)
+                search_parts.append(_coarse_keys(limits) + k * n * _KEY_STRIDE)
+        grid = np.concatenate(grid_parts)
+        keys = _distinct(np.concatenate([grid, *search_parts]))
         is_grid = np.zeros(keys.size, dtype=bool)
-        is_grid[inverse[: grid.size]] = True
-        times = self._row_times(row, batch, phases)
+        is_grid[np.searchsorted(keys, grid)] = True
+        row, batch = _unpack(keys)
+        size, phase = row % n, row // n
+        is_decode = np.array([p is Phase.decode for p in phases])
+        decode = is_decode[phase]
+        times = self._row_times(size, decode, batch)
         index = np.full(len(phases) * n, -1)
-        if search_keys:
+        if search_parts:
             target = np.array([np.inf if targets[p] is None else targets[p] for p in phases])
-            ok = self._row_latency_ms(row, times, phases) <= target[row // n]
+            ok = self._row_latency_ms(size, decode, times) <= target[phase]
             index, first_fail = initial_run(row, batch, ok, index.size)
             fine_row, fine_batch = bracket(batch, index, first_fail)
             if fine_row.size:
-                fine = self._row_times(fine_row, fine_batch, phases)
-                ok = self._row_latency_ms(fine_row, fine, phases) <= target[fine_row // n]
+                fine_size, fine_phase = fine_row % n, fine_row // n
+                fine_decode = is_decode[fine_phase]
+                fine = self._row_times(fine_size, fine_decode, fine_batch)
+                ok = self._row_latency_ms(fine_size, fine_decode, fine) <= target[fine_phase]
                 fine_index, _ = initial_run(fine_row, fine_batch, ok, index.size)
                 index = np.where(fine_index >= 0, fine_index + row.size, index)
                 times = PassTimes.concat([times, fine])
-                row = np.concatenate([row, fine_row])
-            index = np.where(np.repeat(np.isfinite(target), n), index, -1)
+                size = np.concatenate([size, fine_size])
+                phase = np.concatenate([phase, fine_phase])
+                decode = np.concatenate([decode, fine_decode])
+            index[np.repeat(target == np.inf, n)] = -1
         # Per phase: its grid points (sorted by size, batch), then its SLA points by size.
-        phase_of_key = keys // _KEY_STRIDE // n
-        rows = np.concatenate(
-            [
-                part
-                for k in range(len(phases))
-                for part in (
-                    np.flatnonzero(is_grid & (phase_of_key == k)),
-                    index[k * n : (k + 1) * n][index[k * n : (k + 1) * n] >= 0],
-                )
-            ]
-        )
-        row = row[rows]
-        return self._row_table(row, times.take(rows), phases), row // n
+        start = np.searchsorted(keys, np.arange(len(phases) + 1) * n * _KEY_STRIDE)
+        parts = []
+        for k in range(len(phases)):
+            parts.append(np.flatnonzero(is_grid[start[k] : start[k + 1]]) + start[k])
+            sla = index[k * n : (k + 1) * n]
+            parts.append(sla[sla >= 0])
+        rows = np.concatenate(parts)
+        labels = np.array([p.value for p in phases], dtype=object)
+        table = self._row_table(size[rows], decode[rows], labels[phase[rows]], times.take(rows))
+        return table, phase[rows]
 
 
 def operating_points(

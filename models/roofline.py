@@ -96,12 +96,10 @@ class ReplicaHardware:
 
     def take(self, index: np.ndarray) -> ReplicaHardware:
         """The hardware of replica ``index[i]`` for each i (aligns replicas with points)."""
-        return ReplicaHardware(*self._stacked[:, index], overlap_exponent=self.overlap_exponent)
-
-    @cached_property
-    def _stacked(self) -> np.ndarray:
-        """The array fields as the rows of one matrix, so ``take`` is a single indexing."""
-        return np.vstack(np.broadcast_arrays(*(getattr(self, name) for name in _ARRAY_FIELDS)))
+        return ReplicaHardware(
+            *(getattr(self, name)[index] for name in _ARRAY_FIELDS),
+            overlap_exponent=self.overlap_exponent,
+        )
 
 
 _HARDWARE_FIELDS = tuple(f.name for f in fields(ReplicaHardware))
