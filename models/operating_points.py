@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from functools import cached_property
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -162,13 +163,23 @@ def _bounds(times: PassTimes, capacity_bytes: np.ndarray, handoff_binds: np.ndar
     communication if the fabric time exceeds the busy time or the KV hand-off caps the rate;
     else compute or memory bandwidth, whichever term of the roofline is larger.
     """
-    labels = np.where(
-        times.compute_s >= times.memory_s, Bound.compute.value, Bound.memory_bandwidth.value
-    ).astype(object)
-    comm = times.communication_s > np.maximum(times.compute_s, times.memory_s)
-    labels[comm | handoff_binds] = Bound.communication.value
-    labels[times.memory_used_bytes >= CAPACITY_BOUND_SHARE * capacity_bytes] = Bound.capacity.value
-    return labels
+    compute, memory = times.compute_s, times.memory_s
+    code = (compute < memory).astype(int)  # 0 compute, 1 memory bandwidth
+    comm = times.communication_s > np.maximum(compute, memory)
+    code[comm | handoff_binds] = 2
+    code[times.memory_used_bytes >= CAPACITY_BOUND_SHARE * capacity_bytes] = 3
+    return _BOUND_LABELS[code]
+
+
+_BOUND_LABELS = np.array(
+    [
+        Bound.compute.value,
+        Bound.memory_bandwidth.value,
+        Bound.communication.value,
+        Bound.capacity.value,
+    ],
+    dtype=object,
+)
 
 
 def power_of_two_grid(limit: float) -> np.ndarray:
@@ -415,17 +426,14 @@ class ReplicaSet:
             / self.hw.attention_bandwidth_bytes_per_s
         )
         slope = per_token_compute - kv_time
-        knee = np.full(len(self), np.inf)
+        rising = slope > 0
+        safe_slope = np.where(rising, slope, 1.0)
         weights = np.full(len(self), weight_bytes_total(self.llm, self.precision))
-        for _ in range(3 if self.llm.is_moe else 1):  # dense: W_read(b) = W, exact at once
-            knee = np.where(
-                slope > 0,
-                weights / self.hw.bandwidth_bytes_per_s / np.where(slope > 0, slope, 1.0),
-                np.inf,
-            )
-            weights = weight_bytes_read(
-                self.llm, self.precision, np.where(np.isfinite(knee), knee, 1.0)
-            )
+        steps = 3 if self.llm.is_moe else 1  # dense: W_read(b) = W, exact at once
+        for step in range(steps):
+            knee = np.where(rising, weights / self.hw.bandwidth_bytes_per_s / safe_slope, np.inf)
+            if step + 1 < steps:
+                weights = weight_bytes_read(self.llm, self.precision, np.where(rising, knee, 1.0))
         return knee
 
     def _points(
@@ -472,7 +480,7 @@ class ReplicaSet:
         """KV hand-off time of a prefill batch: t_h = b·kv((1−h)L) / (n·NIC)."""
         return times.batch * self._handoff_bytes / self.hw.scaleout_bytes_per_s[size]
 
-    @property
+    @cached_property
     def _handoff_bytes(self) -> float:
         """kv((1 − h)·L), at least one byte (the rate cap below divides by it)."""
         return max(kv_handoff_bytes_per_request(self.llm, self.precision, self.workload), 1.0)
@@ -701,7 +709,7 @@ def operating_points(
         for phase in phases
     }
     table, phase_index = replicas.grid_and_sla_points(targets)
-    return table.take(_pareto_within(table, phase_index)) if prune and len(table) else table
+    return table.take(_pareto_by_block(table, phase_index)) if prune and len(table) else table
 
 
 def pareto_mask(table: PointTable) -> np.ndarray:
@@ -724,21 +732,35 @@ def _pareto_within(table: PointTable, group: np.ndarray) -> np.ndarray:
     )
 
 
+def _pareto_by_block(table: PointTable, block: np.ndarray) -> np.ndarray:
+    """``pareto_mask`` for a table whose phases are contiguous blocks (``block`` sorted):
+    each block is pruned on its own (smaller matrices than one with a same-phase mask)."""
+    rate = table.tokens_per_s_per_rack
+    latency = table.latency_ms
+    energy = table.power_kw / np.maximum(rate, 1e-30)
+    edges = [0, *(np.flatnonzero(block[1:] != block[:-1]) + 1).tolist(), block.size]
+    return np.concatenate(
+        [_nondominated(rate[a:b], latency[a:b], energy[a:b]) for a, b in pairwise(edges)]
+    )
+
+
 def _nondominated(
-    rate: np.ndarray, latency: np.ndarray, energy: np.ndarray, group: np.ndarray
+    rate: np.ndarray, latency: np.ndarray, energy: np.ndarray, group: np.ndarray | None = None
 ) -> np.ndarray:
     """Pareto mask for maximising ``rate`` and minimising ``latency`` and ``energy`` among
     points of the same ``group``.
 
-    With N[i, j] = "j is in i's group and no worse than i in all three", j dominates i iff
-    N[i, j] and not N[j, i]; i and j are duplicates iff both (the later one is dropped).
+    With N[i, j] = "j is in i's group (if given) and no worse than i in all three", j
+    dominates i iff N[i, j] and not N[j, i]; i and j are duplicates iff both (the later one
+    is dropped).
     """
     no_worse = (
-        (group[None, :] == group[:, None])
-        & (rate[None, :] >= rate[:, None])
+        (rate[None, :] >= rate[:, None])
         & (latency[None, :] <= latency[:, None])
         & (energy[None, :] <= energy[:, None])
     )
+    if group is not None:
+        no_worse &= group[None, :] == group[:, None]
     same = no_worse & no_worse.T
     dominated = (no_worse & ~same).any(axis=1)
     duplicate = np.tril(same, k=-1).any(axis=1)
