@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import cached_property
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -36,6 +38,8 @@ from rackplan.models.roofline import (
     kv_bytes_per_sequence,
     kv_handoff_bytes_per_request,
     min_chips_for_weights,
+    phase_coefficients,
+    phase_pass,
     prefill_pass,
     replica_hardware,
     weight_bytes_read,
@@ -159,13 +163,23 @@ def _bounds(times: PassTimes, capacity_bytes: np.ndarray, handoff_binds: np.ndar
     communication if the fabric time exceeds the busy time or the KV hand-off caps the rate;
     else compute or memory bandwidth, whichever term of the roofline is larger.
     """
-    labels = np.where(
-        times.compute_s >= times.memory_s, Bound.compute.value, Bound.memory_bandwidth.value
-    ).astype(object)
-    comm = times.communication_s > np.maximum(times.compute_s, times.memory_s)
-    labels[comm | handoff_binds] = Bound.communication.value
-    labels[times.memory_used_bytes >= CAPACITY_BOUND_SHARE * capacity_bytes] = Bound.capacity.value
-    return labels
+    compute, memory = times.compute_s, times.memory_s
+    code = (compute < memory).astype(int)  # 0 compute, 1 memory bandwidth
+    comm = times.communication_s > np.maximum(compute, memory)
+    code[comm | handoff_binds] = 2
+    code[times.memory_used_bytes >= CAPACITY_BOUND_SHARE * capacity_bytes] = 3
+    return _BOUND_LABELS[code]
+
+
+_BOUND_LABELS = np.array(
+    [
+        Bound.compute.value,
+        Bound.memory_bandwidth.value,
+        Bound.communication.value,
+        Bound.capacity.value,
+    ],
+    dtype=object,
+)
 
 
 def power_of_two_grid(limit: float) -> np.ndarray:
@@ -179,8 +193,87 @@ KNEE_OFFSETS = 2.0 ** np.array([-0.5, -0.25, 0.0, 0.25, 0.5])
 """The finer grid near the knee: b*·2^(±1/2, ±1/4, 0)."""
 
 
-COARSE_CANDIDATES = 256
-"""Geometric candidates per row in the first pass of ``largest_feasible``."""
+COARSE_CANDIDATES = 64
+"""Batches per row tested in the first round of ``largest_feasible`` (every integer below)."""
+
+_KEY_STRIDE = (MAX_DECODE_BATCH + 1.0) * 4
+"""(size index, batch) pairs are packed as size·stride + batch to sort and deduplicate them."""
+
+
+def _pack(size: np.ndarray, batch: np.ndarray) -> np.ndarray:
+    return size * _KEY_STRIDE + batch
+
+
+def _unpack(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    size = (keys // _KEY_STRIDE).astype(int)
+    return size, keys - size * _KEY_STRIDE
+
+
+def _distinct(keys: np.ndarray) -> np.ndarray:
+    """Sorted distinct ``keys`` (``np.unique`` without its overhead)."""
+    keys = np.sort(keys)
+    return keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+
+
+def coarse_candidates(upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Round 1 of the search: (row, batch) with, per row r of u = ⌊upper[r]⌋ ≥ 1, the batches
+    1, 1 + s, 1 + 2s, …, u with s = ⌈(u − 1)/COARSE_CANDIDATES⌉ (every integer if u ≤ 65).
+
+    Sorted by row, then batch, all distinct; a bracket between two neighbours holds < s
+    integers, so round 2 tests at most s − 1 batches per row.
+    """
+    return _unpack(_distinct(_coarse_keys(upper)))
+
+
+def _coarse_keys(upper: np.ndarray) -> np.ndarray:
+    """``coarse_candidates`` as packed keys, sorted but with repeats (u ≤ 65 clips to u)."""
+    upper = np.floor(np.asarray(upper, dtype=float))
+    rows = np.flatnonzero(upper >= 1)
+    u = upper[rows, None]
+    step = np.maximum(1.0, np.ceil((u - 1.0) / COARSE_CANDIDATES))
+    return _pack(rows[:, None], np.minimum(1.0 + _COARSE_STEPS * step, u)).ravel()
+
+
+_COARSE_STEPS = np.arange(COARSE_CANDIDATES + 1.0)[None, :]
+
+
+def initial_run(
+    row: np.ndarray, batch: np.ndarray, ok: np.ndarray, n_rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a search round, (index of its last passing batch, its first failing batch).
+
+    (row, batch) are sorted by row, then batch. The last passing batch is the largest b with
+    ``ok`` true at every tested batch ≤ b (index −1 if ``ok`` fails at the smallest, so a
+    non-monotone ``ok`` from round-off keeps its initial run); the first failing batch is
+    the smallest b with ``ok`` false (inf if none). Rows not tested: (−1, inf).
+    """
+    index = np.full(n_rows, -1)
+    first_fail = np.full(n_rows, np.inf)
+    if row.size == 0:
+        return index, first_fail
+    starts = np.flatnonzero(np.concatenate(([True], row[1:] != row[:-1])))
+    present = row[starts]
+    first_fail[present] = np.minimum.reduceat(np.where(ok, np.inf, batch), starts)
+    passing = ok & (batch < first_fail[row])
+    index[present] = np.maximum.reduceat(np.where(passing, np.arange(row.size), -1), starts)
+    return index, first_fail
+
+
+def bracket(
+    batch: np.ndarray, index: np.ndarray, first_fail: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Round 2 of the search: (row, batch) of every integer strictly between each row's last
+    passing and first failing batch of round 1 (``initial_run``; none if b = 1 fails).
+
+    Sorted by row, then batch."""
+    last = batch[index] if batch.size else np.zeros(index.size)
+    gap = np.where((index >= 0) & (first_fail < np.inf), first_fail - last - 1, 0.0)
+    rows = np.flatnonzero(gap > 0)
+    if rows.size == 0:
+        return rows, np.zeros(0)
+    inside = last[rows, None] + np.arange(1.0, gap[rows].max() + 1.0)[None, :]
+    keep = inside < first_fail[rows, None]
+    return np.broadcast_to(rows[:, None], inside.shape)[keep], inside[keep]
 
 
 def largest_feasible(
@@ -190,43 +283,19 @@ def largest_feasible(
 
     ``predicate`` takes aligned arrays (row index, batch) and must be true on an initial
     interval of b for each row (monotone); the result is 0 where it is false at b = 1.
-    Two vectorised passes: geometric candidates 1 … upper bracket the answer, then every
-    integer inside the bracket is tested (a ratio of upper^(1/384) keeps brackets small).
+    Two vectorised rounds: ``coarse_candidates`` bracket the answer, then every integer
+    inside the bracket is tested (``bracket``).
     """
-    upper = np.floor(np.asarray(upper, dtype=float))
-    rows = np.flatnonzero(upper >= 1)
-    best = np.zeros(upper.size)
-    if rows.size == 0:
-        return best.astype(int)
-    exponents = np.linspace(0.0, 1.0, COARSE_CANDIDATES)
-    coarse = np.floor(upper[rows, None] ** exponents[None, :])
-    coarse[:, -1] = upper[rows]
-    ok = _monotone(predicate(np.repeat(rows, exponents.size), coarse.ravel()), coarse.shape)
-    count = ok.sum(axis=1)
-    found = count > 0
-    last_true = np.where(found, coarse[np.arange(rows.size), np.maximum(count - 1, 0)], 0.0)
-    first_false = np.where(
-        count < exponents.size,
-        coarse[np.arange(rows.size), np.minimum(count, exponents.size - 1)],
-        last_true,
-    )
-    gap = np.where(found, first_false - last_true - 1, 0).astype(int)
-    width = int(gap.max(initial=0))
-    best[rows] = last_true
-    if width > 0:
-        fine = last_true[:, None] + 1 + np.arange(width)[None, :]
-        inside = fine < first_false[:, None]
-        fine = np.where(inside, fine, np.maximum(last_true, 1.0)[:, None])
-        fine_ok = _monotone(predicate(np.repeat(rows, width), fine.ravel()), fine.shape) & inside
-        best[rows] = np.where(
-            fine_ok.any(axis=1), np.where(fine_ok, fine, 0).max(axis=1), last_true
-        )
+    n_rows = np.size(upper)
+    row, batch = coarse_candidates(upper)
+    index, first_fail = initial_run(row, batch, predicate(row, batch), n_rows)
+    best = np.where(index >= 0, batch[np.maximum(index, 0)] if batch.size else 0.0, 0.0)
+    fine_row, fine_batch = bracket(batch, index, first_fail)
+    if fine_row.size:
+        ok = predicate(fine_row, fine_batch)
+        fine_index, _ = initial_run(fine_row, fine_batch, ok, n_rows)
+        best = np.where(fine_index >= 0, fine_batch[np.maximum(fine_index, 0)], best)
     return best.astype(int)
-
-
-def _monotone(ok: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Reshape and keep only the initial run of True per row (guards against round-off)."""
-    return np.cumprod(np.asarray(ok, dtype=bool).reshape(shape), axis=1).astype(bool)
 
 
 @dataclass(frozen=True)
@@ -334,6 +403,12 @@ class ReplicaSet:
     def prefill_times(self, size: np.ndarray, batch: np.ndarray) -> PassTimes:
         return prefill_pass(self.hw.take(size), self.llm, self.precision, self.workload, batch)
 
+    def times(self, phase: Phase, size: np.ndarray, batch: np.ndarray) -> PassTimes:
+        """The pass of ``phase`` (a decode step or a prefill batch) at each (size, batch)."""
+        if phase is Phase.decode:
+            return self.decode_times(size, batch)
+        return self.prefill_times(size, batch)
+
     def knee_batch(self) -> np.ndarray:
         """Decode batch b* where compute time equals memory time, per replica size.
 
@@ -351,22 +426,19 @@ class ReplicaSet:
             / self.hw.attention_bandwidth_bytes_per_s
         )
         slope = per_token_compute - kv_time
-        knee = np.full(len(self), np.inf)
+        rising = slope > 0
+        safe_slope = np.where(rising, slope, 1.0)
         weights = np.full(len(self), weight_bytes_total(self.llm, self.precision))
-        for _ in range(3):
-            knee = np.where(
-                slope > 0,
-                weights / self.hw.bandwidth_bytes_per_s / np.where(slope > 0, slope, 1.0),
-                np.inf,
-            )
-            weights = weight_bytes_read(
-                self.llm, self.precision, np.where(np.isfinite(knee), knee, 1.0)
-            )
+        steps = 3 if self.llm.is_moe else 1  # dense: W_read(b) = W, exact at once
+        for step in range(steps):
+            knee = np.where(rising, weights / self.hw.bandwidth_bytes_per_s / safe_slope, np.inf)
+            if step + 1 < steps:
+                weights = weight_bytes_read(self.llm, self.precision, np.where(rising, knee, 1.0))
         return knee
 
     def _points(
         self,
-        phase: Phase,
+        phase: Phase | np.ndarray,
         size: np.ndarray,
         times: PassTimes,
         tokens_per_s_per_replica: np.ndarray,
@@ -381,7 +453,9 @@ class ReplicaSet:
             self.chips_used_share[size] * times.busy_fraction * activity
         )
         return PointTable(
-            phase=np.full(size.size, phase.value, dtype=object),
+            phase=np.full(size.size, phase.value, dtype=object)
+            if isinstance(phase, Phase)
+            else phase,
             batch_size=times.batch,
             chips_per_replica=self.chips[size],
             racks_per_replica=racks,
@@ -397,11 +471,25 @@ class ReplicaSet:
             handoff_ms=handoff_s * 1e3,
         )
 
-    def decode_points(self, size: np.ndarray, batch: np.ndarray) -> PointTable:
-        """Decode points: tokens/s per replica = b·E / t_step(b) and TPOT = t_step(b)/E at the
-        SLA statistic (``latency.tpot_factor``); E = tokens accepted per step (1 without
-        speculative decoding)."""
-        times = self.decode_times(size, batch)
+    def _tpot_s(self, times: PassTimes) -> np.ndarray:
+        """TPOT at the SLA statistic: t_step/E · ``latency.tpot_factor``."""
+        per_token = times.total_s / times.tokens_per_sequence
+        return per_token * tpot_factor(self.workload.sla_percentile)
+
+    def _handoff_s(self, size: np.ndarray, times: PassTimes) -> np.ndarray:
+        """KV hand-off time of a prefill batch: t_h = b·kv((1−h)L) / (n·NIC)."""
+        return times.batch * self._handoff_bytes / self.hw.scaleout_bytes_per_s[size]
+
+    @cached_property
+    def _handoff_bytes(self) -> float:
+        """kv((1 − h)·L), at least one byte (the rate cap below divides by it)."""
+        return max(kv_handoff_bytes_per_request(self.llm, self.precision, self.workload), 1.0)
+
+    def _ttft_s(self, size: np.ndarray, times: PassTimes) -> np.ndarray:
+        """TTFT at the SLA statistic: S·q + t_h (``latency.ttft_factor``, ``_handoff_s``)."""
+        return times.total_s * ttft_factor(self.workload) + self._handoff_s(size, times)
+
+    def _decode_table(self, size: np.ndarray, times: PassTimes) -> PointTable:
         step = times.total_s
         per_token = step / times.tokens_per_sequence
         return self._points(
@@ -409,10 +497,31 @@ class ReplicaSet:
             size,
             times,
             times.batch / per_token,
-            per_token * tpot_factor(self.workload.sla_percentile),
+            self._tpot_s(times),
             np.zeros_like(step),
             np.ones_like(step),
         )
+
+    def _prefill_table(self, size: np.ndarray, times: PassTimes) -> PointTable:
+        service = times.total_s
+        handoff_s = self._handoff_s(size, times)
+        ttft = service * ttft_factor(self.workload) + handoff_s
+        compute_rate = times.batch * self.workload.input_tokens / service
+        scaleout = self.hw.scaleout_bytes_per_s[size]
+        rate = np.minimum(compute_rate, scaleout * self.workload.input_tokens / self._handoff_bytes)
+        return self._points(Phase.prefill, size, times, rate, ttft, handoff_s, rate / compute_rate)
+
+    def _table(self, phase: Phase, size: np.ndarray, times: PassTimes) -> PointTable:
+        """The points of ``phase`` from their pass ``times`` (see the two methods below)."""
+        if phase is Phase.decode:
+            return self._decode_table(size, times)
+        return self._prefill_table(size, times)
+
+    def decode_points(self, size: np.ndarray, batch: np.ndarray) -> PointTable:
+        """Decode points: tokens/s per replica = b·E / t_step(b) and TPOT = t_step(b)/E at the
+        SLA statistic (``latency.tpot_factor``); E = tokens accepted per step (1 without
+        speculative decoding)."""
+        return self._decode_table(size, self.decode_times(size, batch))
 
     def prefill_points(self, size: np.ndarray, batch: np.ndarray) -> PointTable:
         """Prefill points for disaggregated serving (the KV leaves for a decode rack).
@@ -422,56 +531,42 @@ class ReplicaSet:
         Prompt tokens/s per replica (cached tokens included, since demand counts them)
         = min(b·L/S, n·NIC·L/kv((1−h)L)): the NICs cap the request rate.
         """
-        times = self.prefill_times(size, batch)
-        service = times.total_s
-        handoff_bytes = max(
-            kv_handoff_bytes_per_request(self.llm, self.precision, self.workload), 1.0
-        )
-        scaleout = self.hw.scaleout_bytes_per_s[size]
-        handoff_s = times.batch * handoff_bytes / scaleout
-        ttft = service * ttft_factor(self.workload) + handoff_s
-        compute_rate = times.batch * self.workload.input_tokens / service
-        rate = np.minimum(compute_rate, scaleout * self.workload.input_tokens / handoff_bytes)
-        return self._points(Phase.prefill, size, times, rate, ttft, handoff_s, rate / compute_rate)
+        return self._prefill_table(size, self.prefill_times(size, batch))
+
+    def _latency_ms(self, phase: Phase, size: np.ndarray, times: PassTimes) -> np.ndarray:
+        """TPOT (decode) or TTFT (prefill) in ms of points whose pass ``times`` are known."""
+        if phase is Phase.decode:
+            return self._tpot_s(times) * 1e3
+        return self._ttft_s(size, times) * 1e3
 
     def latency_ms(self, phase: Phase, size: np.ndarray, batch: np.ndarray) -> np.ndarray:
         """TPOT (decode) or TTFT (prefill) in ms, as in ``decode_points`` / ``prefill_points``,
         without building the rest of the point (the SLA search calls this often)."""
-        if phase is Phase.decode:
-            times = self.decode_times(size, batch)
-            per_token = times.total_s / times.tokens_per_sequence
-            return per_token * tpot_factor(self.workload.sla_percentile) * 1e3
-        times = self.prefill_times(size, batch)
-        handoff_bytes = max(
-            kv_handoff_bytes_per_request(self.llm, self.precision, self.workload), 1.0
-        )
-        handoff_s = times.batch * handoff_bytes / self.hw.scaleout_bytes_per_s[size]
-        return (times.total_s * ttft_factor(self.workload) + handoff_s) * 1e3
+        return self._latency_ms(phase, size, self.times(phase, size, batch))
 
     def evaluate(self, phase: Phase, size: np.ndarray, batch: np.ndarray) -> PointTable:
-        if phase is Phase.decode:
-            return self.decode_points(size, batch)
-        return self.prefill_points(size, batch)
+        return self._table(phase, size, self.times(phase, size, batch))
 
     def batch_limits(self, phase: Phase) -> np.ndarray:
         return self.decode_batch_limits() if phase is Phase.decode else self.prefill_batch_limits()
 
     def grid(self, phase: Phase) -> tuple[np.ndarray, np.ndarray]:
         """(size index, batch) of the grid: powers of two up to each size's limit, the limit
-        itself, and (decode) the knee neighbourhood b*·2^(±1/2, ±1/4, 0)."""
-        limits = self.batch_limits(phase)
+        itself, and (decode) the knee neighbourhood b*·2^(±1/2, ±1/4, 0); sorted by size, then
+        batch, without repeats."""
+        return _unpack(_distinct(self._grid_keys(phase, self.batch_limits(phase))))
+
+    def _grid_keys(self, phase: Phase, limits: np.ndarray) -> np.ndarray:
+        """``grid`` for given per-size batch ``limits`` as packed keys, with repeats."""
         powers = power_of_two_grid(float(limits.max(initial=0.0)))
-        columns = [np.broadcast_to(powers, (len(self), powers.size)), limits[:, None]]
+        columns = [powers + np.zeros((len(self), 1)), limits[:, None]]
         if phase is Phase.decode:
             knee = self.knee_batch()
             near = np.where(np.isfinite(knee)[:, None], np.round(knee[:, None] * KNEE_OFFSETS), 1.0)
             columns.append(near)
         batches = np.concatenate(columns, axis=1)
-        sizes = np.broadcast_to(np.arange(len(self))[:, None], batches.shape)
         keep = (batches >= 1) & (batches <= limits[:, None])
-        keys = np.unique(sizes[keep] * (MAX_DECODE_BATCH + 1.0) * 4 + batches[keep])
-        size_index = (keys // ((MAX_DECODE_BATCH + 1.0) * 4)).astype(int)
-        return size_index, keys - size_index * (MAX_DECODE_BATCH + 1.0) * 4
+        return _pack(np.arange(len(self))[:, None], batches)[keep]
 
     def best_meeting(self, phase: Phase, target_ms: float | None) -> tuple[np.ndarray, np.ndarray]:
         """Per replica size, the largest batch whose latency ≤ ``target_ms`` (0: none).
@@ -490,6 +585,102 @@ class ReplicaSet:
         feasible = np.flatnonzero(best >= 1)
         return feasible, best[feasible].astype(float)
 
+    def _row_times(self, size: np.ndarray, decode: np.ndarray, batch: np.ndarray) -> PassTimes:
+        """The pass (``phase_pass``) of each (size, phase, batch), all phases at once."""
+        hw = self.hw.take(size)
+        return phase_pass(hw, self.llm, self.precision, self.workload, batch, decode, self._coef)
+
+    @cached_property
+    def _coef(self) -> np.ndarray:
+        """``roofline.phase_coefficients`` of this LLM, precision and workload."""
+        return phase_coefficients(self.llm, self.precision, self.workload)
+
+    def _row_latency_ms(self, size: np.ndarray, decode: np.ndarray, times: PassTimes) -> np.ndarray:
+        """``_latency_ms`` of each point: TPOT for decode points, TTFT for prefill points."""
+        return np.where(decode, self._tpot_s(times), self._ttft_s(size, times)) * 1e3
+
+    def _row_table(
+        self, size: np.ndarray, decode: np.ndarray, label: np.ndarray, times: PassTimes
+    ) -> PointTable:
+        """``decode_points`` / ``prefill_points`` of each search row, all phases at once.
+
+        Decode rows: rate = b/(t/E), TPOT = (t/E)·f, no hand-off, activity 1. Prefill rows:
+        rate = min(b·L/S, n·NIC·L/kv((1−h)L)), TTFT = S·q + t_h, activity = rate / (b·L/S).
+        """
+        step = times.total_s
+        per_token = step / times.tokens_per_sequence
+        handoff_s = np.where(decode, 0.0, self._handoff_s(size, times))
+        input_tokens = self.workload.input_tokens
+        compute_rate = np.where(decode, times.batch / per_token, times.batch * input_tokens / step)
+        nic_cap = self.hw.scaleout_bytes_per_s[size] * input_tokens / self._handoff_bytes
+        rate = np.where(decode, compute_rate, np.minimum(compute_rate, nic_cap))
+        latency = np.where(
+            decode,
+            per_token * tpot_factor(self.workload.sla_percentile),
+            step * ttft_factor(self.workload) + handoff_s,
+        )
+        activity = np.where(decode, 1.0, rate / compute_rate)
+        return self._points(label, size, times, rate, latency, handoff_s, activity)
+
+    def grid_and_sla_points(
+        self, targets: dict[Phase, float | None]
+    ) -> tuple[PointTable, np.ndarray]:
+        """Per phase of ``targets`` (in its order), the points of ``grid(phase)`` followed by
+        those of ``best_meeting(phase, target)`` (none for a None target), as ``evaluate``
+        gives them, all in one table from at most two passes; and each point's phase position.
+
+        Search rows are (phase, replica size) pairs, row = k·S + size for the k-th phase. One
+        pass evaluates every grid with the SLA search's first round (``coarse_candidates``;
+        grid batches bracket the answer too), a second the integers inside each bracket
+        (``largest_feasible``'s two rounds); the points reuse both passes' times.
+        """
+        phases = tuple(targets)
+        n = len(self)
+        grid_parts, search_parts = [], []
+        for k, phase in enumerate(phases):
+            limits = self.batch_limits(phase)
+            grid_parts.append(self._grid_keys(phase, limits) + k * n * _KEY_STRIDE)
+            if targets[phase] is not None:
+                search_parts.append(_coarse_keys(limits) + k * n * _KEY_STRIDE)
+        grid = np.concatenate(grid_parts)
+        keys = _distinct(np.concatenate([grid, *search_parts]))
+        is_grid = np.zeros(keys.size, dtype=bool)
+        is_grid[np.searchsorted(keys, grid)] = True
+        row, batch = _unpack(keys)
+        size, phase = row % n, row // n
+        is_decode = np.array([p is Phase.decode for p in phases])
+        decode = is_decode[phase]
+        times = self._row_times(size, decode, batch)
+        index = np.full(len(phases) * n, -1)
+        if search_parts:
+            target = np.array([np.inf if targets[p] is None else targets[p] for p in phases])
+            ok = self._row_latency_ms(size, decode, times) <= target[phase]
+            index, first_fail = initial_run(row, batch, ok, index.size)
+            fine_row, fine_batch = bracket(batch, index, first_fail)
+            if fine_row.size:
+                fine_size, fine_phase = fine_row % n, fine_row // n
+                fine_decode = is_decode[fine_phase]
+                fine = self._row_times(fine_size, fine_decode, fine_batch)
+                ok = self._row_latency_ms(fine_size, fine_decode, fine) <= target[fine_phase]
+                fine_index, _ = initial_run(fine_row, fine_batch, ok, index.size)
+                index = np.where(fine_index >= 0, fine_index + row.size, index)
+                times = PassTimes.concat([times, fine])
+                size = np.concatenate([size, fine_size])
+                phase = np.concatenate([phase, fine_phase])
+                decode = np.concatenate([decode, fine_decode])
+            index[np.repeat(target == np.inf, n)] = -1
+        # Per phase: its grid points (sorted by size, batch), then its SLA points by size.
+        start = np.searchsorted(keys, np.arange(len(phases) + 1) * n * _KEY_STRIDE)
+        parts = []
+        for k in range(len(phases)):
+            parts.append(np.flatnonzero(is_grid[start[k] : start[k + 1]]) + start[k])
+            sla = index[k * n : (k + 1) * n]
+            parts.append(sla[sla >= 0])
+        rows = np.concatenate(parts)
+        labels = np.array([p.value for p in phases], dtype=object)
+        table = self._row_table(size[rows], decode[rows], labels[phase[rows]], times.take(rows))
+        return table, phase[rows]
+
 
 def operating_points(
     rack: RackType,
@@ -505,23 +696,20 @@ def operating_points(
 
     Per phase and replica size: the grid (``ReplicaSet.grid``) plus, with ``sla_points`` and
     a latency target for the phase, the largest batch meeting it (the SLA point the planner
-    will use; the exact search costs about as much as the grid itself). Pruning: see
-    ``pareto_mask``.
+    will use; ``ReplicaSet.grid_and_sla_points`` finds it sharing the grid's pass). Pruning:
+    see ``pareto_mask`` (applied phase by phase, the same as on the whole table).
     """
     replicas = ReplicaSet.build(rack, llm, precision, workload, efficiency)
     if len(replicas) == 0:
         return PointTable.concat([])
-    tables = []
-    for phase in phases:
-        size, batch = replicas.grid(phase)
-        target = workload.tpot_ms if phase is Phase.decode else workload.ttft_ms
-        if sla_points and target is not None:
-            sla_size, sla_batch = replicas.best_meeting(phase, target)
-            size, batch = np.concatenate([size, sla_size]), np.concatenate([batch, sla_batch])
-        if size.size:
-            tables.append(replicas.evaluate(phase, size, batch))
-    table = PointTable.concat(tables)
-    return table.take(pareto_mask(table)) if prune and len(table) else table
+    targets = {
+        phase: (workload.tpot_ms if phase is Phase.decode else workload.ttft_ms)
+        if sla_points
+        else None
+        for phase in phases
+    }
+    table, phase_index = replicas.grid_and_sla_points(targets)
+    return table.take(_pareto_by_block(table, phase_index)) if prune and len(table) else table
 
 
 def pareto_mask(table: PointTable) -> np.ndarray:
@@ -532,30 +720,48 @@ def pareto_mask(table: PointTable) -> np.ndarray:
     never be the better buy: it needs more racks (capex) and more energy for the same tokens
     at no better latency.
     """
-    keep = np.zeros(len(table), dtype=bool)
-    for phase in np.unique(table.phase):
-        rows = np.flatnonzero(table.phase == phase)
-        keep[rows] = _nondominated(
-            table.tokens_per_s_per_rack[rows],
-            table.latency_ms[rows],
-            table.power_kw[rows] / np.maximum(table.tokens_per_s_per_rack[rows], 1e-30),
-        )
-    return keep
+    _, group = np.unique(table.phase, return_inverse=True)
+    return _pareto_within(table, group)
 
 
-def _nondominated(rate: np.ndarray, latency: np.ndarray, energy: np.ndarray) -> np.ndarray:
-    """Pareto mask for maximising ``rate`` and minimising ``latency`` and ``energy``."""
+def _pareto_within(table: PointTable, group: np.ndarray) -> np.ndarray:
+    """``pareto_mask`` with the phase given as ``group`` labels (points compete within a group)."""
+    rate = table.tokens_per_s_per_rack
+    return _nondominated(
+        rate, table.latency_ms, table.power_kw / np.maximum(rate, 1e-30), np.asarray(group)
+    )
+
+
+def _pareto_by_block(table: PointTable, block: np.ndarray) -> np.ndarray:
+    """``pareto_mask`` for a table whose phases are contiguous blocks (``block`` sorted):
+    each block is pruned on its own (smaller matrices than one with a same-phase mask)."""
+    rate = table.tokens_per_s_per_rack
+    latency = table.latency_ms
+    energy = table.power_kw / np.maximum(rate, 1e-30)
+    edges = [0, *(np.flatnonzero(block[1:] != block[:-1]) + 1).tolist(), block.size]
+    return np.concatenate(
+        [_nondominated(rate[a:b], latency[a:b], energy[a:b]) for a, b in pairwise(edges)]
+    )
+
+
+def _nondominated(
+    rate: np.ndarray, latency: np.ndarray, energy: np.ndarray, group: np.ndarray | None = None
+) -> np.ndarray:
+    """Pareto mask for maximising ``rate`` and minimising ``latency`` and ``energy`` among
+    points of the same ``group``.
+
+    With N[i, j] = "j is in i's group (if given) and no worse than i in all three", j
+    dominates i iff N[i, j] and not N[j, i]; i and j are duplicates iff both (the later one
+    is dropped).
+    """
     no_worse = (
         (rate[None, :] >= rate[:, None])
         & (latency[None, :] <= latency[:, None])
         & (energy[None, :] <= energy[:, None])
     )
-    same = (
-        (rate[None, :] == rate[:, None])
-        & (latency[None, :] == latency[:, None])
-        & (energy[None, :] == energy[:, None])
-    )
-    index = np.arange(rate.size)
+    if group is not None:
+        no_worse &= group[None, :] == group[:, None]
+    same = no_worse & no_worse.T
     dominated = (no_worse & ~same).any(axis=1)
-    duplicate = (same & (index[None, :] < index[:, None])).any(axis=1)
+    duplicate = np.tril(same, k=-1).any(axis=1)
     return ~(dominated | duplicate)

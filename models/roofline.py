@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -96,15 +97,14 @@ class ReplicaHardware:
     def take(self, index: np.ndarray) -> ReplicaHardware:
         """The hardware of replica ``index[i]`` for each i (aligns replicas with points)."""
         return ReplicaHardware(
-            *(
-                getattr(self, name)[index] if name in _ARRAY_FIELDS else getattr(self, name)
-                for name in _HARDWARE_FIELDS
-            )
+            *(getattr(self, name)[index] for name in _ARRAY_FIELDS),
+            overlap_exponent=self.overlap_exponent,
         )
 
 
 _HARDWARE_FIELDS = tuple(f.name for f in fields(ReplicaHardware))
-_ARRAY_FIELDS = frozenset(_HARDWARE_FIELDS) - {"overlap_exponent"}
+_ARRAY_FIELDS = _HARDWARE_FIELDS[:-1]
+assert _HARDWARE_FIELDS[-1] == "overlap_exponent", "the array fields come first"
 
 
 def overlapped(compute_s: np.ndarray, memory_s: np.ndarray, exponent: float) -> np.ndarray:
@@ -247,7 +247,11 @@ def weight_bytes_read(llm: LLM, precision: Precision, tokens: np.ndarray | float
 
 
 def collective_time_s(
-    hw: ReplicaHardware, llm: LLM, precision: Precision, tokens: np.ndarray | float
+    hw: ReplicaHardware,
+    llm: LLM,
+    precision: Precision,
+    tokens: np.ndarray | float,
+    imbalance: np.ndarray | None = None,
 ) -> np.ndarray:
     """Communication time of one forward pass of ``tokens`` tokens (T) on an n-chip replica.
 
@@ -259,7 +263,7 @@ def collective_time_s(
         layers · [(α + 2·(n − 1)/n · T·d·2 / link) + 2·(α + ι·k·T·d·2·(n − 1)/n² / link)]
     Activations travel in 16 bits (``COLLECTIVE_BYTES_PER_ELEMENT``); 0 for a single chip.
     ``precision`` is accepted for symmetry with the other terms: engines reduce in bf16
-    whatever the weights.
+    whatever the weights. ``imbalance``: ι if already known (``expert_load_imbalance``).
     """
     del precision
     tokens = np.asarray(tokens, dtype=float)
@@ -267,7 +271,8 @@ def collective_time_s(
     message_bytes = tokens * llm.d_model * COLLECTIVE_BYTES_PER_ELEMENT
     all_reduce = hw.collective_latency_s + 2.0 * (n - 1) / n * message_bytes / hw.link_bytes_per_s
     if llm.is_moe:
-        imbalance = expert_load_imbalance(llm, hw, tokens)
+        if imbalance is None:
+            imbalance = expert_load_imbalance(llm, hw, tokens)
         a2a_bytes = imbalance * llm.experts_routed * message_bytes * (n - 1) / n**2
         all_to_all = hw.collective_latency_s + a2a_bytes / hw.link_bytes_per_s
         per_layer = all_reduce + 2.0 * all_to_all
@@ -321,7 +326,13 @@ def expert_load_imbalance(llm: LLM, hw: ReplicaHardware, tokens: np.ndarray | fl
     return np.minimum(hw.moe_imbalance * (1.0 + spread), np.maximum(ceiling, 1.0))
 
 
-def expert_compute_s(llm: LLM, hw: ReplicaHardware, tokens: np.ndarray | float) -> np.ndarray:
+def expert_compute_s(
+    llm: LLM,
+    hw: ReplicaHardware,
+    tokens: np.ndarray | float,
+    imbalance: np.ndarray | None = None,
+    touched_fraction: np.ndarray | None = None,
+) -> np.ndarray:
     """Routed-expert GEMM time of a pass of T tokens: the busiest of n chips sets the pace.
 
     t = 2·(N_exp/E)·(L_max + M½·X_max) / (F/n), with
@@ -329,7 +340,7 @@ def expert_compute_s(llm: LLM, hw: ReplicaHardware, tokens: np.ndarray | float) 
     (``expert_load_imbalance``) and X_max = (E/n)·(1 − (1 − k/E)^T) experts it touches, each
     expert GEMM paying M½ tokens of tile waste (``gemm_half_efficiency_tokens``). Both grow
     with T, so the time does. On one chip this is 2·(N_exp/E)·(T·k + M½·E·touched)/F. 0 for
-    dense models.
+    dense models. ``imbalance`` and ``touched_fraction``: ι and 1 − (1 − k/E)^T if known.
     """
     tokens = np.asarray(tokens, dtype=float)
     if not llm.is_moe:
@@ -337,19 +348,25 @@ def expert_compute_s(llm: LLM, hw: ReplicaHardware, tokens: np.ndarray | float) 
     n = np.maximum(hw.chips, 1.0)
     experts, routed = llm.experts_total, llm.experts_routed
     per_expert_flops_per_token = 2.0 * llm.expert_params_b / experts * 1e9
-    imbalance = expert_load_imbalance(llm, hw, tokens)
+    if imbalance is None:
+        imbalance = expert_load_imbalance(llm, hw, tokens)
+    if touched_fraction is None:
+        touched_fraction = experts_touched_fraction(llm, tokens)
     busiest_tokens = np.minimum(
         imbalance * tokens * routed / n, tokens * np.minimum(routed, experts / n)
     )
-    busiest_experts = experts / n * experts_touched_fraction(llm, tokens)
+    busiest_experts = experts / n * touched_fraction
     waste = hw.gemm_half_efficiency_tokens * busiest_experts
     return per_expert_flops_per_token * (busiest_tokens + waste) / (hw.linear_flops_per_s / n)
 
 
-def expert_gemm_flops(llm: LLM, hw: ReplicaHardware, tokens: np.ndarray) -> np.ndarray:
+def expert_gemm_flops(
+    llm: LLM, hw: ReplicaHardware, tokens: np.ndarray, imbalance: np.ndarray | None = None
+) -> np.ndarray:
     """FLOPs of the routed experts, slowed by the load imbalance ι (the busiest expert sets the
-    pace, ``expert_load_imbalance``): ι·2·T·N_exp·k/E; 0 for dense models."""
-    imbalance = expert_load_imbalance(llm, hw, tokens)
+    pace, ``expert_load_imbalance``; pass it if known): ι·2·T·N_exp·k/E; 0 for dense models."""
+    if imbalance is None:
+        imbalance = expert_load_imbalance(llm, hw, tokens)
     return imbalance * 2.0 * tokens * llm.expert_params_b * llm.routed_fraction * 1e9
 
 
@@ -366,10 +383,16 @@ def dense_weight_bytes(llm: LLM, precision: Precision) -> float:
 
 
 def expert_weight_bytes_read(
-    llm: LLM, precision: Precision, tokens: np.ndarray | float
+    llm: LLM,
+    precision: Precision,
+    tokens: np.ndarray | float,
+    touched_fraction: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Routed-expert bytes a pass of T tokens reads: b_w·N_exp·(1 − (1 − k/E)^T)."""
-    touched = experts_touched_fraction(llm, tokens)
+    """Routed-expert bytes a pass of T tokens reads: b_w·N_exp·(1 − (1 − k/E)^T)
+    (``touched_fraction``: the last factor, if already known)."""
+    touched = (
+        experts_touched_fraction(llm, tokens) if touched_fraction is None else touched_fraction
+    )
     return precision.weight_bytes * 1e9 * llm.expert_params_b * touched
 
 
@@ -402,19 +425,45 @@ class PassTimes:
     overlap_exponent: float = OVERLAP_EXACT_MAX
     """p of each operator group's (t_c^p + t_m^p)^(1/p) (``overlapped``)."""
 
-    @property
+    def take(self, index: np.ndarray) -> PassTimes:
+        """The terms of points ``index[i]`` for each i (scalar fields kept)."""
+        return PassTimes(
+            *(
+                value[index] if np.ndim(value) else value
+                for value in (getattr(self, name) for name in _PASS_FIELDS)
+            )
+        )
+
+    @classmethod
+    def concat(cls, passes: list[PassTimes]) -> PassTimes:
+        """The points of ``passes`` one after another (``overlap_exponent`` must agree)."""
+        per_sequence = [p.tokens_per_sequence for p in passes]
+        if any(np.ndim(e) or e != per_sequence[0] for e in per_sequence):
+            per_sequence = [
+                np.broadcast_to(e, p.batch.shape) for e, p in zip(per_sequence, passes, strict=True)
+            ]
+            tokens_per_sequence = np.concatenate(per_sequence)
+        else:
+            tokens_per_sequence = per_sequence[0]
+        return cls(
+            *(np.concatenate([getattr(p, name) for p in passes]) for name in _TERM_FIELDS),
+            tokens_per_sequence=tokens_per_sequence,
+            overlap_exponent=passes[0].overlap_exponent,
+        )
+
+    @cached_property
     def compute_s(self) -> np.ndarray:
         """FLOP time of the pass: GEMMs, experts and attention."""
         return self.gemm_compute_s + self.expert_compute_s + self.attention_compute_s
 
-    @property
+    @cached_property
     def memory_s(self) -> np.ndarray:
         """Memory-streaming time: weights, KV cache and activation traffic."""
         return (
             self.gemm_memory_s + self.expert_memory_s + self.attention_memory_s + self.activation_s
         )
 
-    @property
+    @cached_property
     def busy_s(self) -> np.ndarray:
         """Time the chips compute or stream memory: the operator rooflines and activations."""
         p = self.overlap_exponent
@@ -425,15 +474,20 @@ class PassTimes:
             + self.activation_s
         )
 
-    @property
+    @cached_property
     def total_s(self) -> np.ndarray:
         return self.busy_s + self.communication_s + self.overhead_s
 
-    @property
+    @cached_property
     def busy_fraction(self) -> np.ndarray:
         """Share of the pass the chips compute or stream memory (not waiting on the fabric or
         on fixed costs)."""
         return self.busy_s / self.total_s
+
+
+_PASS_FIELDS = tuple(f.name for f in fields(PassTimes))
+_TERM_FIELDS = _PASS_FIELDS[:-2]
+"""The per-point arrays, batch … memory_used_bytes (before the two scalar-or-array fields)."""
 
 
 def _pass(
@@ -449,20 +503,34 @@ def _pass(
     memory_used_bytes: np.ndarray,
     tokens_per_sequence: np.ndarray | float = 1.0,
 ) -> PassTimes:
-    """Assemble the operator groups of one pass of ``tokens`` tokens over ``sequences``."""
+    """Assemble the operator groups of one pass of ``tokens`` tokens over ``sequences``.
+
+    The expert terms (MoE) share one load imbalance ι and one touched-expert share; dense
+    models have none (both terms 0).
+    """
+    gemm_memory_s = np.full(np.shape(tokens), dense_weight_bytes(llm, precision))
+    if llm.is_moe:
+        touched = experts_touched_fraction(llm, tokens)
+        imbalance = expert_load_imbalance(llm, hw, tokens)
+        expert_time_s = expert_compute_s(llm, hw, tokens, imbalance, touched)
+        expert_memory_s = (
+            expert_weight_bytes_read(llm, precision, tokens, touched) / hw.bandwidth_bytes_per_s
+        )
+    else:
+        imbalance = None
+        expert_time_s = expert_memory_s = np.zeros_like(gemm_memory_s)
     return PassTimes(
         batch=batch,
         gemm_compute_s=dense_gemm_flops(llm, tokens)
         * gemm_size_slowdown(hw, tokens)
         / hw.linear_flops_per_s,
-        gemm_memory_s=np.full(np.shape(tokens), dense_weight_bytes(llm, precision))
-        / hw.bandwidth_bytes_per_s,
-        expert_compute_s=expert_compute_s(llm, hw, tokens),
-        expert_memory_s=expert_weight_bytes_read(llm, precision, tokens) / hw.bandwidth_bytes_per_s,
+        gemm_memory_s=gemm_memory_s / hw.bandwidth_bytes_per_s,
+        expert_compute_s=expert_time_s,
+        expert_memory_s=expert_memory_s,
         attention_compute_s=attention_flops / hw.attention_flops_per_s,
         attention_memory_s=kv_bytes_moved / hw.attention_bandwidth_bytes_per_s,
         activation_s=activation_traffic_s(hw, llm, tokens),
-        communication_s=collective_time_s(hw, llm, precision, tokens),
+        communication_s=collective_time_s(hw, llm, precision, tokens, imbalance),
         overhead_s=fixed_overhead_s(hw, llm, sequences),
         memory_used_bytes=memory_used_bytes,
         tokens_per_sequence=tokens_per_sequence,
@@ -524,23 +592,80 @@ def decode_step(
     plus activation traffic, t_comm(T), τ_step + layers·τ_layer + b·τ_req and the draft passes.
     TPOT = t_step / E;  tokens/s = b·E / t_step;  memory = W + b·kv(ctx) ≤ usable capacity.
     """
+    return phase_pass(hw, llm, precision, workload, batch, decode=True)
+
+
+def per_sequence(
+    llm: LLM, precision: Precision, workload: Workload, decode: bool
+) -> tuple[float, float, float, float]:
+    """What one sequence brings to a pass: (tokens computed, attention FLOPs, KV bytes read and
+    held, output tokens gained).
+
+    decode:  (d + 1, (d + 1)·attn(ctx), kv(ctx), E)    (``decode_step``)
+    prefill: ((1 − h)·L, attn_prefill(L, h·L), kv(L), 1)  (``prefill_pass``)
+    """
+    if decode:
+        ctx = workload.mean_decode_context
+        verified = workload.speculative_draft_tokens + 1
+        return (
+            verified,
+            verified * float(decode_attention_flops_per_token(llm, ctx)),
+            float(kv_bytes_per_sequence(llm, precision, ctx)),
+            speculative_tokens_per_step(workload),
+        )
+    new_tokens = workload.computed_input_tokens
+    cached = workload.input_tokens - new_tokens
+    return (
+        new_tokens,
+        prefill_attention_flops_per_prompt(llm, workload.input_tokens, cached),
+        float(kv_bytes_per_sequence(llm, precision, workload.input_tokens)),
+        1.0,
+    )
+
+
+def phase_coefficients(llm: LLM, precision: Precision, workload: Workload) -> np.ndarray:
+    """``per_sequence`` of prefill (row 0) and decode (row 1)."""
+    return np.array([per_sequence(llm, precision, workload, decode) for decode in (False, True)])
+
+
+def phase_pass(
+    hw: ReplicaHardware,
+    llm: LLM,
+    precision: Precision,
+    workload: Workload,
+    batch: np.ndarray,
+    decode: np.ndarray | bool,
+    coefficients: np.ndarray | None = None,
+) -> PassTimes:
+    """Decode steps (where ``decode``) and prefill passes (elsewhere) of ``b`` sequences, in one
+    vectorised pass.
+
+    Both phases are a pass whose tokens, attention FLOPs and KV bytes are b times a
+    per-sequence coefficient (``per_sequence``): T = b·t, attention = b·a, KV read = b·kv,
+    memory = W + b·kv, E tokens gained per sequence; decode rows add the draft passes of
+    speculative decoding. ``coefficients``: ``phase_coefficients``, if already computed.
+    """
     batch = np.asarray(batch, dtype=float)
-    ctx = workload.mean_decode_context
-    kv_seq = kv_bytes_per_sequence(llm, precision, ctx)
-    tokens = batch * (workload.speculative_draft_tokens + 1)
+    if coefficients is None:
+        coefficients = phase_coefficients(llm, precision, workload)
+    tokens, attention, kv, gained = coefficients[np.asarray(decode, dtype=int)].T
+    kv_bytes = batch * kv
     times = _pass(
         hw,
         llm,
         precision,
         batch=batch,
-        tokens=tokens,
+        tokens=batch * tokens,
         sequences=batch,
-        attention_flops=tokens * decode_attention_flops_per_token(llm, ctx),
-        kv_bytes_moved=batch * kv_seq,
-        memory_used_bytes=weight_bytes_total(llm, precision) + batch * kv_seq,
-        tokens_per_sequence=speculative_tokens_per_step(workload),
+        attention_flops=batch * attention,
+        kv_bytes_moved=kv_bytes,
+        memory_used_bytes=weight_bytes_total(llm, precision) + kv_bytes,
+        tokens_per_sequence=gained,
     )
-    return _with_draft(times, hw, llm, precision, workload, batch)
+    if workload.speculative_draft_tokens == 0 or not np.any(decode):
+        return times
+    extra = np.where(decode, draft_overhead_s(hw, llm, precision, workload, batch), 0.0)
+    return replace(times, overhead_s=times.overhead_s + extra)
 
 
 def _with_draft(
@@ -569,22 +694,7 @@ def prefill_pass(
     plus activation traffic, t_comm(T) and τ_step + layers·τ_layer + b·τ_req.
     memory     W + b·kv(L)
     """
-    batch = np.asarray(batch, dtype=float)
-    new_tokens = workload.computed_input_tokens
-    cached = workload.input_tokens - new_tokens
-    kv_prompt = kv_bytes_per_sequence(llm, precision, workload.input_tokens)
-    return _pass(
-        hw,
-        llm,
-        precision,
-        batch=batch,
-        tokens=batch * new_tokens,
-        sequences=batch,
-        attention_flops=batch
-        * prefill_attention_flops_per_prompt(llm, workload.input_tokens, cached),
-        kv_bytes_moved=batch * kv_prompt,
-        memory_used_bytes=weight_bytes_total(llm, precision) + batch * kv_prompt,
-    )
+    return phase_pass(hw, llm, precision, workload, batch, decode=False)
 
 
 def aggregated_step(
