@@ -26,10 +26,10 @@ PROBLEM_KEYS = {"type", "title", "status", "detail", "errors"}
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
+def service(tmp_path_factory, database_url):
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("hardening"),
-        database_url=None,
+        database_url=database_url,
         solve_workers=1,
         max_body_bytes=4_000_000,
         max_upload_bytes=2_000_000,

@@ -200,7 +200,7 @@ def test_waiters_are_capped_per_key(tmp_path, large):
         _, key = create_key(app.state.rackplan.db, "k")
         client.headers.update({"Authorization": f"Bearer {key}"})
         sid = client.post("/v1/scenarios", json={"scenario": large}).json()["id"]
-        body = {"wait_s": 5, "baselines": True, "time_limit_s": 600}
+        body = {"wait_s": 2, "baselines": True, "time_limit_s": 600}
         url = f"/v1/scenarios/{sid}/plans"
         first: dict = {}
         waiter = threading.Thread(target=lambda: first.update(r=client.post(url, json=body)))
