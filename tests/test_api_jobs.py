@@ -215,3 +215,23 @@ def test_waiters_are_capped_per_key(tmp_path, large):
         assert first["r"].status_code == 202
         for job_id in {first["r"].json()["id"], second.json()["id"]}:
             client.post(f"/v1/jobs/{job_id}/cancel")
+
+
+def test_one_tenant_cannot_fill_the_queue(tmp_path, large):
+    """Past its own limit a tenant gets 429 naming the limit; another tenant still gets in."""
+    app = _app(tmp_path, tenant_queue_limit=1, queue_limit=4)
+    with TestClient(app) as client:
+        db = app.state.rackplan.db
+        a = {"Authorization": f"Bearer {create_key(db, 'a', tenant='a')[1]}"}
+        b = {"Authorization": f"Bearer {create_key(db, 'b', tenant='b')[1]}"}
+        started = []
+        for headers in (a, a, b):
+            client.headers.update(headers)
+            sid = client.post("/v1/scenarios", json={"scenario": large}).json()["id"]
+            started.append(client.post(f"/v1/scenarios/{sid}/plans", json={"wait_s": 0}))
+        assert started[0].status_code == 202
+        assert started[1].status_code == 429 and "your tenant" in started[1].json()["detail"]
+        assert started[1].headers["Retry-After"]
+        assert started[2].status_code == 202
+        for response, headers in ((started[0], a), (started[2], b)):
+            client.post(f"/v1/jobs/{response.json()['id']}/cancel", headers=headers)
