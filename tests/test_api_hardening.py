@@ -303,3 +303,36 @@ def test_libreoffice_runs_no_formula_from_a_csv_export(tmp_path):
     assert cells("control") == ["=1+1"]  # LibreOffice does run formulas from CSV cells
     exported_cells = cells("fleet")
     assert exported_cells and all(c == "'=1+1" for c in exported_cells)
+
+
+def test_health_answers_while_a_large_scenario_is_validated(service):
+    """Parsing and validating a 20,000-row scenario happens off the event loop."""
+    import threading
+
+    client = service
+    base = QUICKSTART["periods"][0]
+    periods = [dict(base, name=f"P{i}") for i in range(400)]
+    cls = QUICKSTART["classes"][0]
+    classes = [dict(cls, name=f"c{j}") for j in range(50)]
+    demand = [
+        {"period": p["name"], "workload_class": c["name"], "requests_per_s": 1.0}
+        for p in periods
+        for c in classes
+    ]
+    big = _scenario(periods=periods, classes=classes, demand=demand)
+    racks = [dict(r, first_period=None) for r in QUICKSTART["racks"]]
+    big["racks"] = racks
+    result: dict = {}
+    poster = threading.Thread(
+        target=lambda: result.update(r=client.post("/v1/scenarios", json={"scenario": big}))
+    )
+    poster.start()
+    latencies = []
+    while poster.is_alive():
+        start = time.perf_counter()
+        assert client.get("/v1/health").status_code == 200
+        latencies.append(time.perf_counter() - start)
+        time.sleep(0.01)
+    poster.join()
+    assert result["r"].status_code == 201, result["r"].text[:300]
+    assert latencies and max(latencies) < 0.5
