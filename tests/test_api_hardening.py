@@ -335,4 +335,5 @@ def test_health_answers_while_a_large_scenario_is_validated(service):
         time.sleep(0.01)
     poster.join()
     assert result["r"].status_code == 201, result["r"].text[:300]
-    assert latencies and max(latencies) < 0.5
+    # a blocked loop would answer one or two probes in all; a free one answers them promptly
+    assert len(latencies) >= 5 and sorted(latencies)[len(latencies) // 2] < 0.1
