@@ -335,5 +335,6 @@ def test_health_answers_while_a_large_scenario_is_validated(service):
         time.sleep(0.01)
     poster.join()
     assert result["r"].status_code == 201, result["r"].text[:300]
-    # a blocked loop would answer one or two probes in all; a free one answers them promptly
-    assert len(latencies) >= 5 and sorted(latencies)[len(latencies) // 2] < 0.1
+    # a loop blocked for the whole parse answers one or two probes, the first one late; a
+    # free loop answers several, most of them promptly (through TestClient's own overhead)
+    assert len(latencies) >= 3 and sorted(latencies)[len(latencies) // 2] < 0.1

@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Text, cast, func, select
 
 from rackplan.api.db import ScenarioRow
@@ -25,7 +25,14 @@ from rackplan.api.schemas import Page, ScenarioCreate, ScenarioOut, ScenarioSumm
 from rackplan.api.security import Caller
 from rackplan.api.uploads import check_workbook, checked_archive, extract_csv, shown_name
 from rackplan.catalogs.errors import InputError, Problem
-from rackplan.models.scenario import Scenario
+from rackplan.models.scenario import (
+    Demand,
+    MeasuredRate,
+    Period,
+    RackOption,
+    Scenario,
+    WorkloadClass,
+)
 from rackplan.planner.spreadsheets import catalog_extensions, read_scenario
 
 router = APIRouter(prefix="/v1/scenarios", tags=["scenarios"])
@@ -73,6 +80,41 @@ def _edge_checked(scenario: object, path: str) -> None:
         raise EdgeError(problems)
 
 
+TABLE_MODELS = {
+    "periods": Period,
+    "classes": WorkloadClass,
+    "demand": Demand,
+    "racks": RackOption,
+    "measured_rates": MeasuredRate,
+}
+CHUNK_ROWS = 500
+"""Rows validated per call: pydantic holds the GIL for a whole call, so a 20,000-row table
+validated at once would stall the event loop's thread too; chunks let it run between."""
+
+
+def _validated_tables(scenario: dict) -> list[dict]:
+    """Validate the scenario's tables chunk by chunk, replacing rows by model instances
+    (which the Scenario then takes as they are); the errors, located in the body."""
+    errors: list[dict] = []
+    for table, model in TABLE_MODELS.items():
+        rows = scenario.get(table)
+        if not isinstance(rows, list):
+            continue
+        adapter = TypeAdapter(list[model])
+        validated: list = []
+        for offset in range(0, len(rows), CHUNK_ROWS):
+            try:
+                validated += adapter.validate_python(rows[offset : offset + CHUNK_ROWS])
+            except ValidationError as exc:
+                for error in exc.errors():
+                    index, *rest = error["loc"]
+                    location = ("body", "scenario", table, offset + int(index), *rest)
+                    errors.append(dict(error, loc=location))
+        if not errors:
+            scenario[table] = validated
+    return errors
+
+
 def parse_scenario_body(raw: bytes) -> Scenario:
     """The JSON body ``{"scenario": {...}}`` decoded, edge-checked and validated (in a
     worker thread: never on the event loop)."""
@@ -82,6 +124,9 @@ def parse_scenario_body(raw: bytes) -> Scenario:
         raise EdgeError([{"field": "body", "message": f"not valid JSON: {exc}"[:300]}]) from exc
     if isinstance(body, dict) and isinstance(body.get("scenario"), dict):
         _edge_checked(body["scenario"], "body.scenario")
+        errors = _validated_tables(body["scenario"])
+        if errors:
+            raise RequestValidationError(errors)
     try:
         return ScenarioCreate.model_validate(body).scenario
     except ValidationError as exc:
