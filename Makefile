@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint clean postgresql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/rackplan solve examples/frontier-2027 --out out/frontier-2027
 
-test: $(STAMP)
+# The API tests run on SQLite and on a throw-away PostgreSQL cluster (tests/postgres.py):
+# install the server binaries from the Debian packages when they are missing.
+postgresql:
+	@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+	  { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql; } || \
+	  echo "PostgreSQL could not be installed: the PostgreSQL test variants will be skipped"
+
+test: $(STAMP) postgresql
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -311,6 +311,11 @@ class JobRunner:
 
     # --- the dispatcher thread ----------------------------------------------------------
     def _dispatch(self) -> None:
+        if self.context.get_start_method() == "forkserver":
+            from multiprocessing import forkserver
+
+            with contextlib.suppress(Exception):  # started on first use otherwise
+                forkserver.ensure_running()  # the first job need not wait for its imports
         while not self.stopping.is_set():
             try:
                 self._start_ready()

@@ -24,6 +24,9 @@ class Settings:
     anonymous_reads: bool = field(default_factory=lambda: _bool("RACKPLAN_ANONYMOUS_READS", False))
     """Opt-in: let requests without a key read (only) the objects of the default tenant.
     Off by default: reads and writes need a key."""
+    keys_for_reads: bool = True
+    """Deprecated, no effect: reads need a key by default since tenants (schema v4); kept so
+    code that passed it still constructs its settings."""
     cors_origins: tuple[str, ...] = field(
         default_factory=lambda: tuple(
             o for o in os.environ.get("RACKPLAN_CORS_ORIGINS", "").split(",") if o

@@ -68,7 +68,7 @@ def wait_ready(base: str, timeout: float = 30) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         with contextlib.suppress(httpx.HTTPError):  # not listening yet
-            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+            if httpx.get(f"{base}/v1/ready", timeout=1).status_code == 200:
                 return
         time.sleep(0.2)
     raise SystemExit("the service did not become ready")
@@ -113,7 +113,8 @@ def main() -> None:
                 jobs.append(httpx.post(url, json=body, headers=headers, timeout=30).json()["id"])
             time.sleep(1.0)
             running_at_start = [
-                httpx.get(f"{base}/v1/jobs/{j}", timeout=10).json()["status"] for j in jobs
+                httpx.get(f"{base}/v1/jobs/{j}", headers=headers, timeout=10).json()["status"]
+                for j in jobs
             ]
             stop = time.time() + args.seconds
             counts = [0] * args.readers
@@ -121,24 +122,29 @@ def main() -> None:
 
             def wrk_reader() -> None:
                 url = f"{base}/v1/scenarios/{scenario_id}"
-                command = ["wrk", "-t2", "-c16", f"-d{int(args.seconds)}s", url]
+                auth = f"Authorization: Bearer {key}"
+                command = ["wrk", "-t2", "-c16", f"-d{int(args.seconds)}s", "-H", auth, url]
                 done = subprocess.run(command, capture_output=True, text=True, check=True)
+                failed = 0
                 for line in done.stdout.splitlines():
+                    if line.strip().startswith("Non-2xx or 3xx responses:"):
+                        failed = int(line.split(":")[1])
                     if line.startswith("Requests/sec:"):
                         counts[0] = int(float(line.split()[1]) * args.seconds)
+                counts[0] -= failed  # only successful reads count
 
             def reader(index: int) -> None:
-                with httpx.Client(base_url=base, timeout=10) as client:
+                with httpx.Client(base_url=base, timeout=10, headers=headers) as client:
                     while time.time() < stop:
-                        client.get(f"/v1/scenarios/{scenario_id}")
-                        client.get(f"/v1/jobs/{jobs[index % 2]}")
-                        counts[index] += 2
+                        first = client.get(f"/v1/scenarios/{scenario_id}")
+                        second = client.get(f"/v1/jobs/{jobs[index % 2]}")
+                        counts[index] += (first.status_code == 200) + (second.status_code == 200)
 
             def prober() -> None:
                 with httpx.Client(base_url=base, timeout=10) as client:
                     while time.time() < stop:
                         start = time.perf_counter()
-                        client.get("/health")
+                        client.get("/v1/health")
                         health.append((time.perf_counter() - start) * 1e3)
                         time.sleep(0.01)
 
@@ -152,7 +158,10 @@ def main() -> None:
                 t.start()
             for t in threads:
                 t.join()
-            statuses = [httpx.get(f"{base}/v1/jobs/{j}", timeout=10).json()["status"] for j in jobs]
+            statuses = [
+                httpx.get(f"{base}/v1/jobs/{j}", headers=headers, timeout=10).json()["status"]
+                for j in jobs
+            ]
             statuses = [f"{a}->{b}" for a, b in zip(running_at_start, statuses, strict=True)]
         finally:
             server.terminate()

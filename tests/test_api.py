@@ -37,8 +37,8 @@ def _settings(folder: Path, **changes) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    app = create_app(_settings(tmp_path_factory.mktemp("api")))
+def service(tmp_path_factory, database_url):
+    app = create_app(_settings(tmp_path_factory.mktemp("api"), database_url=database_url))
     with TestClient(app) as client:
         db = app.state.rackplan.db
         _, writer = create_key(db, "tests")

@@ -4,10 +4,12 @@ waiters capped per key."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from rackplan.api.app import create_app
 from rackplan.api.db import Database, JobRow
@@ -39,6 +42,15 @@ def _large_scenario() -> dict:
 @pytest.fixture(scope="module")
 def large() -> dict:
     return _large_scenario()
+
+
+@contextlib.contextmanager
+def socket_port():
+    """A free TCP port on 127.0.0.1 (released before the server binds it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    yield port
 
 
 def _alive(pid: int) -> bool:
@@ -200,7 +212,7 @@ def test_waiters_are_capped_per_key(tmp_path, large):
         _, key = create_key(app.state.rackplan.db, "k")
         client.headers.update({"Authorization": f"Bearer {key}"})
         sid = client.post("/v1/scenarios", json={"scenario": large}).json()["id"]
-        body = {"wait_s": 5, "baselines": True, "time_limit_s": 600}
+        body = {"wait_s": 2, "baselines": True, "time_limit_s": 600}
         url = f"/v1/scenarios/{sid}/plans"
         first: dict = {}
         waiter = threading.Thread(target=lambda: first.update(r=client.post(url, json=body)))
@@ -215,3 +227,80 @@ def test_waiters_are_capped_per_key(tmp_path, large):
         assert first["r"].status_code == 202
         for job_id in {first["r"].json()["id"], second.json()["id"]}:
             client.post(f"/v1/jobs/{job_id}/cancel")
+
+
+def test_one_tenant_cannot_fill_the_queue(tmp_path, large):
+    """Past its own limit a tenant gets 429 naming the limit; another tenant still gets in."""
+    app = _app(tmp_path, tenant_queue_limit=1, queue_limit=4)
+    with TestClient(app) as client:
+        db = app.state.rackplan.db
+        a = {"Authorization": f"Bearer {create_key(db, 'a', tenant='a')[1]}"}
+        b = {"Authorization": f"Bearer {create_key(db, 'b', tenant='b')[1]}"}
+        started = []
+        for headers in (a, a, b):
+            client.headers.update(headers)
+            sid = client.post("/v1/scenarios", json={"scenario": large}).json()["id"]
+            started.append(client.post(f"/v1/scenarios/{sid}/plans", json={"wait_s": 0}))
+        assert started[0].status_code == 202
+        assert started[1].status_code == 429 and "your tenant" in started[1].json()["detail"]
+        assert started[1].headers["Retry-After"]
+        assert started[2].status_code == 202
+        for response, headers in ((started[0], a), (started[2], b)):
+            client.post(f"/v1/jobs/{response.json()['id']}/cancel", headers=headers)
+
+
+def test_sigterm_to_rackplan_serve_requeues_and_exits_promptly(tmp_path, large):
+    """The real server: SIGTERM while a request waits on a running solve ends the server
+    within seconds, kills the solver and leaves the job queued for the next start."""
+    import httpx
+
+    env = dict(os.environ, RACKPLAN_DATA_DIR=str(tmp_path), RACKPLAN_SOLVE_WORKERS="1")
+    env.pop("RACKPLAN_DATABASE_URL", None)
+    db = Database(Settings(data_dir=tmp_path, database_url=None).url)
+    _, key = create_key(db, "sigterm")
+    with socket_port() as port:
+        rackplan = str(Path(sys.executable).with_name("rackplan"))
+        server = subprocess.Popen(
+            [rackplan, "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        sid = httpx.post(
+            f"{base}/v1/scenarios", json={"scenario": large}, headers=headers, timeout=30
+        ).json()["id"]
+        body = {"wait_s": 60, "time_limit_s": 600}
+
+        def wait_for_plan() -> None:
+            with contextlib.suppress(httpx.HTTPError):  # the stopping server may hang up
+                httpx.post(
+                    f"{base}/v1/scenarios/{sid}/plans", json=body, headers=headers, timeout=90
+                )
+
+        waiter = threading.Thread(target=wait_for_plan, daemon=True)
+        waiter.start()
+        deadline = time.time() + 30
+        job = None
+        while job is None and time.time() < deadline:
+            with db.read() as session:
+                job = session.scalars(select(JobRow).where(JobRow.status == "running")).first()
+            time.sleep(0.1)
+        assert job is not None, "the solve never started"
+        start = time.perf_counter()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        assert time.perf_counter() - start < 12  # 5 s of graceful shutdown, then stop
+        with db.read() as session:
+            assert session.get(JobRow, job.id).status == "queued"
+    finally:
+        server.kill()

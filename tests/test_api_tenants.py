@@ -71,10 +71,10 @@ def _poll(client, job_id: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tenants(tmp_path_factory):
+def tenants(tmp_path_factory, database_url):
     """Tenant A with one object of every kind; tenant B with a key of every scope."""
     settings = Settings(
-        data_dir=tmp_path_factory.mktemp("tenants"), database_url=None, solve_workers=2
+        data_dir=tmp_path_factory.mktemp("tenants"), database_url=database_url, solve_workers=2
     )
     app = create_app(settings)
     with TestClient(app) as client:
