@@ -16,13 +16,10 @@ from tests.planning import (
 )
 
 
-def test_one_rack_type_one_period(catalog):
-    """Forecast 2,500 output tok/s at a 2:1 prompt ratio → 5,000 prompt tok/s; ρ = 0.5 doubles both.
-    Decode: 5,000 / 1,000 per rack = 5 racks; prefill: 10,000 / 4,000 = 2.5 racks → 7.5 → 8 racks.
-    Capex 8 × $1M = $8,000,000; energy 8 racks × 10 kW × 1,000 h × $0.1 = $8,000 (idle = load).
-    TCO = $8,008,000.
-    """
-    sc = scenario(
+def _one_rack_one_period():
+    """2,500 output tok/s at a 2:1 prompt ratio on H100s measured at 4,000 prefill and 1,000
+    decode tok/s per rack, $1M and 10 kW each, one period."""
+    return scenario(
         periods=periods("P1"),
         classes=(disaggregated_class(),),
         demand=(
@@ -33,6 +30,15 @@ def test_one_rack_type_one_period(catalog):
         racks=(RackOption(rack="hgx-h100", capex_usd=1e6, power_kw_at_load=10, power_kw_idle=10),),
         measured_rates=measured("hgx-h100", "chat", prefill=4000, decode=1000, power_kw=10),
     )
+
+
+def test_one_rack_type_one_period(catalog):
+    """Forecast 2,500 output tok/s at a 2:1 prompt ratio → 5,000 prompt tok/s; ρ = 0.5 doubles both.
+    Decode: 5,000 / 1,000 per rack = 5 racks; prefill: 10,000 / 4,000 = 2.5 racks → 7.5 → 8 racks.
+    Capex 8 × $1M = $8,000,000; energy 8 racks × 10 kW × 1,000 h × $0.1 = $8,000 (idle = load).
+    TCO = $8,008,000.
+    """
+    sc = _one_rack_one_period()
     result = solve_checked(sc, catalog)
     plan = result.plan
     assert result.status == "optimal"
@@ -230,17 +236,7 @@ def test_a_plan_buying_a_withdrawn_product_warns(catalog):
 
     from rackplan.planner.run import summarise
 
-    sc = scenario(
-        periods=periods("P1"),
-        classes=(disaggregated_class(),),
-        demand=(
-            Demand(
-                period="P1", workload_class="chat", output_tokens_per_s=2500, prefill_decode_ratio=2
-            ),
-        ),
-        racks=(RackOption(rack="hgx-h100", capex_usd=1e6, power_kw_at_load=10, power_kw_idle=10),),
-        measured_rates=measured("hgx-h100", "chat", prefill=4000, decode=1000, power_kw=10),
-    )
+    sc = _one_rack_one_period()
     shipping = solve_checked(sc, catalog)
     assert shipping.plan.warnings == ()
     withdrawn_rack = catalog.rack("hgx-h100").model_copy(
