@@ -34,6 +34,7 @@ from rackplan.models.scenario import (
     WorkloadClass,
 )
 from rackplan.planner.files import atomic_path
+from rackplan.planner.futures import futures_frame, futures_from_records
 from rackplan.planner.scenario_tables import CATALOG_TABLES, TABLES, Column, Table
 
 HEADER_FILL = PatternFill("solid", fgColor="DDE7F0")
@@ -466,6 +467,10 @@ def _scenario(raw_tables: dict[str, RawTable], label: str) -> Scenario:
             continue
         records, found = parse_records(raw, table)
         problems += found
+        if table.name == "futures":
+            parts["futures"], found = futures_from_records(raw.source, records)
+            problems += found
+            continue
         build, name_column = _BUILDERS[table.name]
         parts[table.name], found = _build_rows(raw, records, build, name_column)
         problems += found
@@ -493,6 +498,7 @@ def _scenario(raw_tables: dict[str, RawTable], label: str) -> Scenario:
             policy=Policy(**policy),
             total_budget_usd=settings.get("total_budget_usd"),
             floor_space_racks=settings.get("floor_space_racks"),
+            futures=parts.get("futures"),
         )
     except ValidationError as exc:
         found = []
@@ -646,6 +652,8 @@ def scenario_frames(scenario: Scenario) -> dict[str, pd.DataFrame]:
     frames["fleet"] = rows(scenario.racks, {}, TABLES[4])
     if scenario.measured_rates:
         frames["rates"] = rows(scenario.measured_rates, {"class": "workload_class"}, TABLES[5])
+    if scenario.futures is not None:
+        frames["futures"] = futures_frame(scenario.futures)
     return frames
 
 
