@@ -57,7 +57,7 @@ def dask_client(
         n_workers=workers or os.cpu_count() or 1,
         threads_per_worker=1,
         processes=processes,
-        dashboard_address=None,
+        dashboard_address=":0",
         silence_logs=40,
     )
     client = Client(cluster, timeout=timeout_s)
@@ -121,7 +121,8 @@ def pareto_distributed(
 ) -> pd.DataFrame:
     """TCO at ``steps`` values of an in-place what-if parameter (``whatif.IN_PLACE``), one
     task per value (the persistent-model sweep of ``whatif.pareto`` is the single-process
-    alternative); ``on_frontier`` as there."""
+    alternative); ``on_frontier`` as there. Run it on process workers: Pyomo and HiGHS solves
+    in threads of one process (``processes=False``) were seen to hang."""
     from rackplan.planner.whatif import _frontier
 
     data = prepare(scenario, catalog)
