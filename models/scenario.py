@@ -180,6 +180,110 @@ class MeasuredRate(Frozen):
     source: str = Field(min_length=1)
 
 
+FutureParameter = Literal["demand", "capex", "electricity", "rate"]
+SampledParameter = Literal["demand_growth", "capex", "electricity", "rate"]
+DistributionName = Literal["lognormal", "triangular", "uniform", "band"]
+
+
+class FutureScale(Frozen):
+    """One multiplier of a named future: ``parameter`` × ``scale`` for ``target`` in ``period``.
+
+    - ``demand``: a class's forecast (target: class; blank: every class), per period or all;
+    - ``capex``: a rack type's price per rack (target: rack; blank: every rack);
+    - ``electricity``: the price per kWh (per period or all);
+    - ``rate``: every throughput of a rack type (target: rack; blank: every rack).
+    """
+
+    parameter: FutureParameter
+    target: Name | None = None
+    period: Name | None = None
+    scale: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> FutureScale:
+        if self.parameter in ("capex", "rate") and self.period is not None:
+            raise ValueError(f"{self.parameter} scales apply to every period: leave period blank")
+        if self.parameter == "electricity" and self.target is not None:
+            raise ValueError("electricity scales take no target")
+        if self.parameter != "demand" and self.scale <= 0:
+            raise ValueError(f"a {self.parameter} scale must be positive")
+        return self
+
+
+class NamedFuture(Frozen):
+    """A named future with its probability and multipliers (1 where none is given)."""
+
+    name: Name = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$")
+    probability: float = Field(gt=0, le=1)
+    scales: tuple[FutureScale, ...] = ()
+
+
+class SampledQuantity(Frozen):
+    """A distribution to sample futures from (docs/scenario-files.md, table futures).
+
+    - ``demand_growth``: a per-period growth multiplier g_t of a class's forecast (target:
+      class; blank: one draw shared by every class), compounding: demand_t × Π_{s≤t} g_s.
+      ``lognormal``: ln g ~ N(ln ``mode``, ``sigma``²) (mode: the median, default 1);
+      ``triangular``: g ~ Tri(``low``, ``mode``, ``high``); ``uniform``: g ~ U(``low``, ``high``);
+    - ``capex``, ``electricity``: one multiplier per future (capex target: rack; blank: all)
+      from the same distributions;
+    - ``rate``: ``band`` draws a rack's rates uniformly within each rate's validation band
+      (``Column.rate_bounds``), one quantile per rack (target: rack; blank: every rack); or a
+      multiplier from lognormal, triangular or uniform.
+    """
+
+    parameter: SampledParameter
+    target: Name | None = None
+    distribution: DistributionName
+    low: float | None = Field(default=None, gt=0)
+    mode: float | None = Field(default=None, gt=0)
+    high: float | None = Field(default=None, gt=0)
+    sigma: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> SampledQuantity:
+        d = self.distribution
+        if d == "band" and self.parameter != "rate":
+            raise ValueError("the band distribution applies to rate only")
+        if d == "lognormal" and self.sigma is None:
+            raise ValueError("lognormal needs sigma (and optionally mode, the median)")
+        if d in ("triangular", "uniform") and (self.low is None or self.high is None):
+            raise ValueError(f"{d} needs low and high")
+        if d in ("triangular", "uniform") and self.low > self.high:
+            raise ValueError("low must not exceed high")
+        if d == "triangular" and not (self.mode is not None and self.low <= self.mode <= self.high):
+            raise ValueError("triangular needs low ≤ mode ≤ high")
+        if self.parameter == "electricity" and self.target is not None:
+            raise ValueError("electricity takes no target")
+        return self
+
+
+class Futures(Frozen):
+    """Uncertainty in a scenario: named futures with probabilities, or distributions to sample."""
+
+    named: tuple[NamedFuture, ...] = ()
+    sampled: tuple[SampledQuantity, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Futures:
+        if bool(self.named) == bool(self.sampled):
+            raise ValueError("give named futures or distributions to sample, not both (or none)")
+        if self.named:
+            names = [f.name for f in self.named]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"duplicate future name(s): {', '.join(duplicates)}")
+            total = sum(f.probability for f in self.named)
+            if abs(total - 1.0) > 1e-6:
+                raise ValueError(f"future probabilities must add up to 1, not {total:g}")
+        return self
+
+    def references(self) -> list[tuple[str, str | None, str | None]]:
+        """(parameter, target, period) of every entry, for cross-checks against the scenario."""
+        found = [(s.parameter, s.target, s.period) for f in self.named for s in f.scales]
+        return found + [(q.parameter, q.target, None) for q in self.sampled]
+
+
 class Scenario(Frozen):
     """Everything a plan needs besides the catalog."""
 
@@ -193,6 +297,9 @@ class Scenario(Frozen):
     total_budget_usd: float | None = Field(default=None, ge=0)
     floor_space_racks: int | None = Field(default=None, ge=0)
     measured_rates: tuple[MeasuredRate, ...] = ()
+    futures: Futures | None = None
+    """Uncertainty (named futures or distributions) for robust plans and stress tests; None:
+    the forecast is taken as certain."""
 
     @model_validator(mode="after")
     def _cross_references(self) -> Scenario:
@@ -225,9 +332,26 @@ class Scenario(Frozen):
         for m in self.measured_rates:
             if m.workload_class not in classes:
                 problems.append(f"measured rate names unknown class '{m.workload_class}'")
+        problems += self._future_problems(periods, classes)
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _future_problems(self, periods: set[str], classes: set[str]) -> list[str]:
+        """Futures must name classes (demand), rack types (capex, rate) and periods of the
+        scenario."""
+        if self.futures is None:
+            return []
+        racks = {r.rack for r in self.racks}
+        problems = []
+        for parameter, target, period in self.futures.references():
+            known = classes if parameter.startswith("demand") else racks
+            if target is not None and target not in known:
+                kind = "class" if parameter.startswith("demand") else "rack"
+                problems.append(f"futures: {parameter} names unknown {kind} '{target}'")
+            if period is not None and period not in periods:
+                problems.append(f"futures: {parameter} names unknown period '{period}'")
+        return problems
 
     def period_index(self, name: str) -> int:
         return [p.name for p in self.periods].index(name)

@@ -46,6 +46,7 @@ from rackplan.planner.calibrate import (
     validate,
     with_rate_bands,
 )
+from rackplan.planner.cli_uncertainty import register as register_uncertainty_commands
 from rackplan.planner.files import atomic_write_text
 from rackplan.planner.rates import RateReport, rate_report
 from rackplan.planner.run import plan_scenario
@@ -1006,6 +1007,8 @@ def template(
     written = write_template(path, force=force)
     out.print(f"template written to {written}; fill it in, then: rackplan solve {written}")
 
+
+register_uncertainty_commands(app)  # rackplan robust, rackplan stress
 
 MAX_PROBLEMS_SHOWN = 200
 

@@ -346,7 +346,91 @@ RATES = Table(
         ),
     ),
 )
-TABLES: tuple[Table, ...] = (SETTINGS, PERIODS, CLASSES, FORECAST, FLEET, RATES)
+FUTURES = Table(
+    "futures",
+    False,
+    "Uncertainty for `rackplan robust` and `rackplan stress` (docs/uncertainty.md); `solve` "
+    "ignores it. Either named futures — rows with `future`, its `probability` (on one row or "
+    "repeated; they add up to 1) and one multiplier each (`parameter`, `target`, `period`, "
+    "`scale`) — or distributions to sample from — rows with `parameter`, `target`, "
+    "`distribution` and its numbers, no `future`. Not both.",
+    (
+        Column(
+            "future",
+            "text",
+            False,
+            "base",
+            "Name of a named future (blank on distribution rows).",
+        ),
+        Column(
+            "probability",
+            "fraction",
+            False,
+            "100%",
+            "Probability of the named future, e.g. 30% (the futures' probabilities add up to 1).",
+        ),
+        Column(
+            "parameter",
+            "choice",
+            False,
+            "demand",
+            "Named futures: demand, capex, electricity or rate (a multiplier). Distributions: "
+            "demand_growth (per-period growth multiplier, compounding), capex, electricity or "
+            "rate.",
+            ("demand", "demand_growth", "capex", "electricity", "rate"),
+        ),
+        Column(
+            "target",
+            "text",
+            False,
+            "",
+            "A class (demand, demand_growth) or rack type (capex, rate); blank: all of them "
+            "(sampled: one shared draw).",
+        ),
+        Column(
+            "period",
+            "period",
+            False,
+            "",
+            "Named futures, demand and electricity only: the period scaled (blank: every period).",
+        ),
+        Column(
+            "scale",
+            "number",
+            False,
+            "1",
+            "Named futures: the multiplier, e.g. 1.4 for 40 % more demand or 0.9 for rates 10 % "
+            "below the model.",
+        ),
+        Column(
+            "distribution",
+            "choice",
+            False,
+            "",
+            "Distributions: lognormal (median `mode`, default 1, log-sd `sigma`), triangular "
+            "(`low`, `mode`, `high`), uniform (`low`, `high`) or band (rate only: uniform within "
+            "each rate's validation band).",
+            ("lognormal", "triangular", "uniform", "band"),
+        ),
+        Column("low", "number", False, "", "Smallest multiplier (triangular, uniform)."),
+        Column(
+            "mode",
+            "number",
+            False,
+            "",
+            "Most likely multiplier (triangular) or median (lognormal; default 1).",
+        ),
+        Column("high", "number", False, "", "Largest multiplier (triangular, uniform)."),
+        Column(
+            "sigma",
+            "number",
+            False,
+            "",
+            "Standard deviation of the multiplier's logarithm (lognormal), e.g. 0.1 per period.",
+        ),
+    ),
+)
+TABLES: tuple[Table, ...] = (SETTINGS, PERIODS, CLASSES, FORECAST, FLEET, RATES, FUTURES)
 CATALOG_TABLES = ("racks", "llms")
 """Optional catalog extensions in a scenario folder/workbook (columns as in catalogs/data)."""
 

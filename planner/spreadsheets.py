@@ -35,6 +35,7 @@ from rackplan.models.scenario import (
     WorkloadClass,
 )
 from rackplan.planner.files import atomic_path
+from rackplan.planner.futures import futures_frame, futures_from_records
 from rackplan.planner.references import (
     Reference,
     duplicate_problems,
@@ -568,6 +569,10 @@ def _scenario(
         records, found = parse_records(raw, table)
         problems += found
         all_records[table.name] = records
+        if table.name == "futures":
+            parts["futures"], found = futures_from_records(raw.source, records)
+            problems += found
+            continue
         missing = frozenset(
             c.name for c in table.columns if c.required and c.name not in raw.header
         )
@@ -599,6 +604,7 @@ def _scenario(
             policy=Policy(**policy),
             total_budget_usd=settings.get("total_budget_usd"),
             floor_space_racks=settings.get("floor_space_racks"),
+            futures=parts.get("futures"),
         )
     except ValidationError as exc:
         found = []
@@ -759,6 +765,8 @@ def scenario_frames(scenario: Scenario) -> dict[str, pd.DataFrame]:
     frames["fleet"] = rows(scenario.racks, {}, TABLES[4])
     if scenario.measured_rates:
         frames["rates"] = rows(scenario.measured_rates, {"class": "workload_class"}, TABLES[5])
+    if scenario.futures is not None:
+        frames["futures"] = futures_frame(scenario.futures)
     return frames
 
 
