@@ -163,10 +163,6 @@ def fleet_floor(
 def define_variables(m: pyo.ConcreteModel, data: PlanData) -> None:
     """lots (integer purchases in lots), installed racks, allocation (racks at a column),
     whole replicas where required, rack-type choice, served share (max_served only)."""
-    supply = {}
-    for r, p in m.BUY:
-        limit = data.racks[r].option.supply_limit_per_period
-        supply[(r, p)] = (0, None if limit is None else limit // data.racks[r].option.lot_size)
     m.lots = pyo.Var(m.BUY, domain=pyo.NonNegativeIntegers)
     m.installed = pyo.Var(m.R, m.T, domain=pyo.NonNegativeIntegers)
     m.alloc = pyo.Var(m.JT, domain=pyo.NonNegativeReals)

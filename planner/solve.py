@@ -322,6 +322,40 @@ class PlanSolver:
         updates.update_constraints = False
         updates.update_named_expressions = False
         updates.update_vars = False
+        self._skip_unchanged_objective()
+
+    def _objective_parameters(self) -> dict[str, dict]:
+        """Current values of the mutable parameters the objective's coefficients depend on:
+        capex, electricity prices and (max_served weights tokens by it) demand."""
+        m = self.model
+        names = ["capex_usd", "electricity_usd_per_kwh", "demand"]
+        return {name: {k: v.value for k, v in getattr(m, name).items()} for name in names}
+
+    def _skip_unchanged_objective(self) -> None:
+        """Pyomo's HiGHS interface re-evaluates every objective coefficient that involves a
+        mutable parameter on every update (plan M: ~16k coefficients, about half of a what-if
+        re-solve). Wrap its parameter update so the objective is re-pushed only when one of its
+        parameters changed since the last push (compared by value, whoever changed it)."""
+        inner = self.solver.update_parameters
+        pushed = [self._objective_parameters()]
+
+        def update_parameters() -> None:
+            objective = getattr(self.solver, "_mutable_objective", None)
+            now = self._objective_parameters()
+            if objective is None or now != pushed[0]:
+                pushed[0] = now
+                return inner()
+            own = vars(objective).get("update")  # an instance-level override, if any
+            objective.update = lambda: None
+            try:
+                return inner()
+            finally:
+                if own is None:
+                    del objective.update
+                else:
+                    objective.update = own
+
+        self.solver.update_parameters = update_parameters
 
     def enable_variable_updates(self, enabled: bool = True) -> None:
         """Fixing or unfixing variables (baselines, LP duals) needs variable updates on."""
@@ -372,6 +406,8 @@ class PlanSolver:
         m = self.model
         if not hasattr(m, "primary_objective"):
             return combined, bound, None
+        if not m.tiebreak_weight:
+            return combined, bound, None  # the objective is the primary (min_tco)
         primary = pyo.value(m.primary_objective)
         offset = combined - primary
         shifted = None if bound is None else bound - offset

@@ -28,12 +28,14 @@ import numpy as np
 import pyomo.environ as pyo
 
 from rackplan.planner.data import PlanData
+from rackplan.planner.numeric import safe_ceil, safe_floor
 
 START_GAP_SHARE = 0.6
 """Stop the restricted MIP once its plan is within this share of the requested relative gap of
 the LP bound, so the main solve can prove the gap at its root."""
 BAND_TOLERANCE = 1e-6
-"""LP values within this of an integer count as that integer when the band is drawn."""
+"""LP values within this (relative, ``safe_floor``/``safe_ceil``) of an integer count as that
+integer when the band is drawn: HiGHS's primal feasibility tolerance is 1e-7."""
 
 
 @dataclass(frozen=True)
@@ -100,8 +102,8 @@ def neighbourhood_bounds(
     lower = np.array(lp.col_lower_, dtype=float)
     upper = np.array(lp.col_upper_, dtype=float)
     for i in columns.fleet:
-        lower[i] = max(lower[i], math.floor(x[i] + BAND_TOLERANCE))
-        upper[i] = min(upper[i], math.ceil(x[i] - BAND_TOLERANCE))
+        lower[i] = max(lower[i], safe_floor(x[i], BAND_TOLERANCE))
+        upper[i] = min(upper[i], safe_ceil(x[i], BAND_TOLERANCE))
         upper[i] = max(upper[i], lower[i])
     for cols in columns.usage.values():
         if all(x[i] <= BAND_TOLERANCE for i in cols):
