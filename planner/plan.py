@@ -85,6 +85,7 @@ class Plan:
                 "variables": o.variables,
                 "integer_variables": o.integer_variables,
                 "constraints": o.constraints,
+                "start": o.start,
             },
             "purchases": records(self.purchases),
             "fleet": records(self.fleet),
