@@ -32,7 +32,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field
-from scipy.optimize import minimize
 
 from rackplan.models.base import Confidence, Frozen
 from rackplan.models.hardware import EfficiencyFactors, RackType
@@ -204,6 +203,8 @@ def fit_family(
             ((t - s0) / PRIOR_SD[n]) ** 2 for n, t, s0 in zip(names, theta, start, strict=True)
         )
         return data + PRIOR_WEIGHT * penalty
+
+    from scipy.optimize import minimize  # lazy: scipy costs ~0.8 s of every CLI start
 
     result = minimize(
         loss,

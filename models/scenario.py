@@ -163,6 +163,10 @@ class Policy(Frozen):
     objective: Objective = Objective.min_tco
     integer_replicas: bool = False
     """Allocate whole replicas (multi-rack replicas are always whole)."""
+    power_cap_basis: Literal["nameplate", "expected"] = "nameplate"
+    """What the site power cap limits (docs/cost-model.md): ``nameplate`` — every installed rack
+    at its at-load power × PUE; ``expected`` — the expected draw: idle power of every installed
+    rack plus (operating-point power − idle) × allocated racks, × PUE."""
 
 
 class MeasuredRate(Frozen):

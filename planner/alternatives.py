@@ -180,6 +180,11 @@ def _alternative(
     m.mga_objective = pyo.Objective(expr=expr, sense=sense)
     outcome = solver.solve(f"alternative {goal} {rack or ''}".strip())
     plan = extract_plan(data, solver, outcome) if outcome.has_solution else None
+    if plan is not None:
+        # The solver's objective here counts racks; the plan's objective is its TCO (what the
+        # cap bounds and what the checker recomputes). No bound or gap: none was proven on TCO.
+        tco = replace(plan.outcome, objective=plan.tco_usd, best_bound=None, gap=None)
+        plan = plan.with_extras(outcome=tco)
     status = outcome.status if plan is None else "feasible"
     if plan is not None and outcome.termination == "convergenceCriteriaSatisfied":
         status = "optimal"

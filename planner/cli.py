@@ -5,14 +5,15 @@ Exit codes: 0 success, 1 internal error, 2 invalid input, 3 infeasible.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from pydantic import ValidationError
 from rich import box
@@ -20,38 +21,57 @@ from rich.console import Console
 from rich.table import Table
 
 from rackplan.catalogs.errors import InputError, Problem
-from rackplan.catalogs.loader import (
-    FIT_POINTS_FILE,
-    MEASURED_FILE,
-    Catalog,
-    load_catalog,
-    load_fit_points,
-    load_measured,
-)
-from rackplan.models.calibration import (
-    ErrorSummary,
-    PointError,
-    median_abs_error_pct,
-    ratio_errors_pct,
-    summarise,
-    summarise_by,
-)
-from rackplan.models.workload import Workload
-from rackplan.planner.calibrate import (
-    breakdown_json,
-    calibrate,
-    calibration_markdown,
-    cross_validation,
-    efficiency_csv,
-    validate,
-    with_rate_bands,
-)
 from rackplan.planner.cli_uncertainty import register as register_uncertainty_commands
 from rackplan.planner.files import atomic_write_text
-from rackplan.planner.rates import RateReport, rate_report
-from rackplan.planner.run import plan_scenario
-from rackplan.planner.scenario_io import load_scenario
-from rackplan.planner.solve import SolveOptions
+
+if TYPE_CHECKING:
+    from rackplan.catalogs.loader import Catalog
+    from rackplan.models.calibration import ErrorSummary, PointError
+    from rackplan.planner.rates import RateReport
+    from rackplan.planner.solve import SolveOptions
+
+
+class _LazyModule:
+    """A module imported on first attribute access (``--help`` and light commands never pay for
+    pandas, pyomo, scipy or the catalog)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """``module.name`` (a function or class), imported on first call."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+pd = _LazyModule("pandas")
+load_catalog = _lazy("rackplan.catalogs.loader", "load_catalog")
+load_fit_points = _lazy("rackplan.catalogs.loader", "load_fit_points")
+load_measured = _lazy("rackplan.catalogs.loader", "load_measured")
+median_abs_error_pct = _lazy("rackplan.models.calibration", "median_abs_error_pct")
+ratio_errors_pct = _lazy("rackplan.models.calibration", "ratio_errors_pct")
+summarise = _lazy("rackplan.models.calibration", "summarise")
+summarise_by = _lazy("rackplan.models.calibration", "summarise_by")
+Workload = _lazy("rackplan.models.workload", "Workload")
+breakdown_json = _lazy("rackplan.planner.calibrate", "breakdown_json")
+calibrate = _lazy("rackplan.planner.calibrate", "calibrate")
+calibration_markdown = _lazy("rackplan.planner.calibrate", "calibration_markdown")
+cross_validation = _lazy("rackplan.planner.calibrate", "cross_validation")
+efficiency_csv = _lazy("rackplan.planner.calibrate", "efficiency_csv")
+validate = _lazy("rackplan.planner.calibrate", "validate")
+with_rate_bands = _lazy("rackplan.planner.calibrate", "with_rate_bands")
+rate_report = _lazy("rackplan.planner.rates", "rate_report")
+plan_scenario = _lazy("rackplan.planner.run", "plan_scenario")
+load_scenario = _lazy("rackplan.planner.scenario_io", "load_scenario")
+SolveOptions = _lazy("rackplan.planner.solve", "SolveOptions")
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
 
@@ -468,6 +488,8 @@ def calibrate_command(
     Fits η_F, η_B, τ_layer and the overlap exponent per family on the split's points and
     reports the error on every other point, per family, model and scenario type.
     """
+    from rackplan.catalogs.loader import FIT_POINTS_FILE, MEASURED_FILE
+
     catalog = _catalog(racks, llms, efficiency)
     shipped = measured is None
     measured = measured or MEASURED_FILE
@@ -529,6 +551,8 @@ def validate_command(
     Per point, per family, per model and per scenario type, with the geometric-mean bias and
     the error of ratios between systems.
     """
+    from rackplan.catalogs.loader import MEASURED_FILE
+
     catalog = _catalog(racks, llms, efficiency)
     measured = measured or MEASURED_FILE
     errors = validate(catalog, load_measured(measured), str(measured))

@@ -17,9 +17,6 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from rackplan.catalogs.loader import load_catalog
-from rackplan.planner.scenario_io import load_scenario
-
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -32,6 +29,8 @@ class TableFormat(StrEnum):
 
 def _scenario_and_catalog(path: Path):
     """The scenario and the catalog extended by the scenario's own racks/llms tables."""
+    from rackplan.catalogs.loader import load_catalog
+    from rackplan.planner.scenario_io import load_scenario
     from rackplan.planner.spreadsheets import catalog_extensions
 
     scenario = load_scenario(path)

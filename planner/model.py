@@ -163,10 +163,6 @@ def fleet_floor(
 def define_variables(m: pyo.ConcreteModel, data: PlanData) -> None:
     """lots (integer purchases in lots), installed racks, allocation (racks at a column),
     whole replicas where required, rack-type choice, served share (max_served only)."""
-    supply = {}
-    for r, p in m.BUY:
-        limit = data.racks[r].option.supply_limit_per_period
-        supply[(r, p)] = (0, None if limit is None else limit // data.racks[r].option.lot_size)
     m.lots = pyo.Var(m.BUY, domain=pyo.NonNegativeIntegers)
     m.installed = pyo.Var(m.R, m.T, domain=pyo.NonNegativeIntegers)
     m.alloc = pyo.Var(m.JT, domain=pyo.NonNegativeReals)
@@ -194,17 +190,11 @@ def define_expressions(m: pyo.ConcreteModel, data: PlanData) -> None:
             [data.racks[r].power_kw_at_load for r in m.R], [m.installed[r, p] for r in m.R]
         ),
     )
-    by_period = defaultdict(list)
-    for j, p in m.JT:
-        col = data.columns[j]
-        by_period[p].append((col.power_kw - data.racks[col.rack].power_kw_idle, m.alloc[j, p]))
+    define_operating_power(m, data)
 
     def energy(_m, p):
-        t = periods.index(p)
-        period = s.periods[t]
-        idle = _linear([data.racks[r].power_kw_idle for r in m.R], [m.installed[r, p] for r in m.R])
-        active = _linear([c for c, _ in by_period[p]], [v for _, v in by_period[p]])
-        return period.hours * period.pue * (idle + active)
+        period = s.periods[periods.index(p)]
+        return period.hours * period.pue * m.operating_it_kw[p]
 
     m.energy_kwh = pyo.Expression(m.T, rule=energy)
     m.capex_spend_usd = pyo.Expression(
@@ -241,6 +231,32 @@ def define_expressions(m: pyo.ConcreteModel, data: PlanData) -> None:
         )
         - m.salvage_usd
     )
+
+
+def define_operating_power(m: pyo.ConcreteModel, data: PlanData) -> None:
+    """operating_it_kw[t] = Σ_r P_idle,r·installed[r,t] + Σ_j (P_j − P_idle,r(j))·alloc[j,t]
+    (kW of IT load: every installed rack idles, an allocated rack draws its operating point's
+    power). Energy is this × PUE × hours; the ``expected`` power-cap basis is this × PUE."""
+    by_period = defaultdict(lambda: ([], []))
+    for r in m.R:
+        for p in m.T:
+            coefs, variables = by_period[p]
+            coefs.append(data.racks[r].power_kw_idle)
+            variables.append(m.installed[r, p])
+    for j, p in m.JT:
+        col = data.columns[j]
+        coefs, variables = by_period[p]
+        coefs.append(col.power_kw - data.racks[col.rack].power_kw_idle)
+        variables.append(m.alloc[j, p])
+    m.operating_it_kw = pyo.Expression(m.T, rule=lambda _m, p: _linear(*by_period[p]))
+
+
+def capped_it_kw(m: pyo.ConcreteModel, data: PlanData, period: str):
+    """The IT load (kW) the power cap limits in ``period``, by ``policy.power_cap_basis``:
+    nameplate → Σ_r P_load,r·installed[r,t]; expected → ``operating_it_kw[t]``."""
+    if data.scenario.policy.power_cap_basis == "expected":
+        return m.operating_it_kw[period]
+    return m.it_power_kw[period]
 
 
 def define_lifetime_expressions(m: pyo.ConcreteModel, data: PlanData) -> None:
@@ -333,14 +349,19 @@ def define_demand_cover(m: pyo.ConcreteModel, data: PlanData) -> None:
 
 
 def define_power_cap(m: pyo.ConcreteModel, data: PlanData) -> None:
-    """PUE_t · Σ_r P_load,r·installed[r,t] / 1000 ≤ power_cap_mw[t]   (MW at the meter)."""
+    """PUE_t · L_t / 1000 ≤ power_cap_mw[t]   (MW at the meter), L_t the capped IT load in kW
+    (``capped_it_kw``): nameplate Σ_r P_load,r·installed[r,t], or the expected draw
+    Σ_r P_idle,r·installed[r,t] + Σ_j (P_j − P_idle)·alloc[j,t]."""
     pue = {p.name: p.pue for p in data.scenario.periods}
     rows = list(m.power_cap_mw.keys())
     excess = _slack(m, "power_cap", rows)
+    m.capped_site_mw = pyo.Expression(
+        m.T, rule=lambda _m, p: pue[p] * capped_it_kw(m, data, p) / 1000.0
+    )
 
     def rule(_m, p):
         cap = m.power_cap_mw[p] + (excess[p] if excess is not None else 0.0)
-        return pue[p] * m.it_power_kw[p] / 1000.0 <= cap
+        return m.capped_site_mw[p] <= cap
 
     m.power_cap = pyo.Constraint(rows, rule=rule)
 
@@ -454,7 +475,10 @@ def fleet_upper_bounds(
 
     - hard limits, valid for every feasible plan (skipped when ``elastic``: slacks relax them):
       existing + supply_r × periods; the floor space; with a cap in every period,
-      ⌊max_t cap_t · 1000 / (PUE_t · P_load,r)⌋ racks;
+      ⌊max_t cap_t · 1000 / (PUE_t · L_r)⌋ racks, L_r the least capped load one rack adds
+      (``least_capped_kw_per_rack``: P_load,r on the nameplate basis, about P_idle,r on the
+      expected one; no limit when L_r ≤ 0, nor when another type's L is negative, since its
+      racks could then offset r's);
     - a demand bound, valid for some optimal plan: take an optimal plan and drop allocation that
       covers more than needed. What is left of r's allocation for class c and phase φ covers at
       most demand + q_max (one whole replica too many), at ≥ ρ_min tokens/s per rack, so
@@ -507,11 +531,23 @@ def _hard_fleet_limits(data: PlanData, rack: str, caps: dict[str, float]) -> lis
     if data.scenario.floor_space_racks is not None:
         limits.append(data.scenario.floor_space_racks)
     pue = {p.name: p.pue for p in data.scenario.periods}
-    if len(caps) == count:
-        limits.append(
-            max(safe_floor(caps[p] * 1000.0 / (pue[p] * info.power_kw_at_load)) for p in caps)
-        )
+    least_kw = least_capped_kw_per_rack(data, rack)
+    others_nonnegative = all(least_capped_kw_per_rack(data, r) >= 0 for r in data.racks)
+    if len(caps) == count and least_kw > 0 and others_nonnegative:
+        limits.append(max(safe_floor(caps[p] * 1000.0 / (pue[p] * least_kw)) for p in caps))
     return limits
+
+
+def least_capped_kw_per_rack(data: PlanData, rack: str) -> float:
+    """The least IT load (kW) one installed rack of this type adds to the capped load, in any
+    plan: nameplate → P_load; expected → P_idle + (1 − spare)·min(0, min_j P_j − P_idle) (a rack
+    idles, or is allocated up to 1 − spare at a column j; measured points may draw below idle).
+    ≤ 0 means the cap gives no bound on the count."""
+    info = data.racks[rack]
+    if data.scenario.policy.power_cap_basis != "expected":
+        return info.power_kw_at_load
+    below = min([0.0] + [c.power_kw - info.power_kw_idle for c in data.columns if c.rack == rack])
+    return info.power_kw_idle + (1 - data.scenario.policy.spare_fraction) * below
 
 
 def define_replica_integrality(m: pyo.ConcreteModel, data: PlanData) -> None:

@@ -85,6 +85,7 @@ class Plan:
                 "variables": o.variables,
                 "integer_variables": o.integer_variables,
                 "constraints": o.constraints,
+                "start": o.start,
             },
             "purchases": records(self.purchases),
             "fleet": records(self.fleet),
@@ -311,6 +312,14 @@ def _service(data: PlanData, allocation: pd.DataFrame, served: dict, now: Curren
     return pd.DataFrame(rows)
 
 
+def capped_site_mw(data: PlanData, provisioned_kw: float, operating_kw: float, pue: float) -> float:
+    """The site power (MW at the meter) the cap limits: PUE × the nameplate IT load
+    (``provisioned_kw``) or, with ``power_cap_basis = expected``, × the expected draw
+    (``operating_kw``: idle power of installed racks + the extra of allocated ones)."""
+    basis = data.scenario.policy.power_cap_basis
+    return (operating_kw if basis == "expected" else provisioned_kw) * pue / 1000.0
+
+
 def _power(
     data: PlanData, fleet: pd.DataFrame, allocation: pd.DataFrame, now: Current
 ) -> pd.DataFrame:
@@ -326,6 +335,7 @@ def _power(
             for row in here.itertuples()
         )
         site_mw = provisioned * period.pue / 1000.0
+        capped_mw = capped_site_mw(data, provisioned, idle + extra, period.pue)
         rows.append(
             {
                 "period": p,
@@ -333,8 +343,12 @@ def _power(
                 "it_power_kw_operating": idle + extra,
                 "pue": period.pue,
                 "site_power_mw": site_mw,
+                "power_cap_basis": data.scenario.policy.power_cap_basis,
+                "capped_power_mw": capped_mw,
                 "power_cap_mw": now.power_cap_mw.get(p),
-                "headroom_mw": None if p not in now.power_cap_mw else now.power_cap_mw[p] - site_mw,
+                "headroom_mw": None
+                if p not in now.power_cap_mw
+                else now.power_cap_mw[p] - capped_mw,
             }
         )
     return pd.DataFrame(rows)

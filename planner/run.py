@@ -201,7 +201,8 @@ def summarise(plan: Plan, data: PlanData) -> list[str]:
     lines += [f"warning: {w}" for w in plan.warnings]
     buys = plan.purchases.groupby("period", sort=False)
     for period, rows in buys:
-        items = ", ".join(f"{int(r.racks_bought)} × {r.rack}" for r in rows.itertuples())
+        # counts are whole up to solver tolerance (plan._round_count): the nearest, never int()
+        items = ", ".join(f"{round(r.racks_bought)} × {r.rack}" for r in rows.itertuples())
         lines.append(f"buy in {period}: {items}")
     if plan.purchases.empty:
         lines.append("no purchases needed: the existing fleet serves the forecast")

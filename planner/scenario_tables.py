@@ -86,6 +86,16 @@ SETTINGS = Table(
         ),
         Column("integer_replicas", "bool", False, "false", "true: allocate whole replicas only."),
         Column(
+            "power_cap_basis",
+            "choice",
+            False,
+            "nameplate",
+            "What the power cap limits: nameplate (every installed rack at its at-load power) or "
+            "expected (idle power of installed racks + the extra draw of allocated racks at their "
+            "operating points); both × PUE.",
+            ("nameplate", "expected"),
+        ),
+        Column(
             "total_budget_usd",
             "number",
             False,

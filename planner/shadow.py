@@ -146,7 +146,7 @@ def _limit_rows(data: PlanData, solver: PlanSolver) -> list[LimitRow]:
         rows.append(
             LimitRow(
                 f"power_cap[{p}]", p, "site power cap", "USD saved per MW of extra cap", cap,
-                periods[p].pue * pyo.value(m.it_power_kw[p]) / 1000.0, step, f"+{step:.3g} MW",
+                pyo.value(m.capped_site_mw[p]), step, f"+{step:.3g} MW",
                 lambda value, p=p: solver.set_power_cap_mw(p, value),
             )
         )  # fmt: skip

@@ -589,7 +589,13 @@ def _scenario(
     }
     policy = {
         k: settings[k]
-        for k in ("spare_fraction", "max_rack_types", "objective", "integer_replicas")
+        for k in (
+            "spare_fraction",
+            "max_rack_types",
+            "objective",
+            "integer_replicas",
+            "power_cap_basis",
+        )
         if k in settings
     }
     try:
@@ -743,6 +749,7 @@ def scenario_frames(scenario: Scenario) -> dict[str, pd.DataFrame]:
         "max_rack_types": p.max_rack_types,
         "objective": p.objective,
         "integer_replicas": p.integer_replicas,
+        "power_cap_basis": p.power_cap_basis,
         "total_budget_usd": scenario.total_budget_usd,
         "floor_space_racks": scenario.floor_space_racks,
     }

@@ -57,9 +57,10 @@ def verify_plan(plan: Plan, scenario: Scenario, catalog: Catalog) -> list[Violat
     installed = _check_fleet(plan, scenario, violations)
     _check_purchases(plan, scenario, violations)
     _check_capacity(plan, scenario, installed, violations)
-    verified = _check_rates_and_slas(plan, scenario, catalog, racks, violations)
+    powers: dict[int, float] = {}
+    verified = _check_rates_and_slas(plan, scenario, catalog, racks, violations, powers)
     _check_demand(plan, scenario, verified, violations)
-    _check_power(plan, scenario, racks, installed, violations)
+    _check_power(plan, scenario, racks, installed, powers, violations)
     _check_money_and_space(plan, scenario, racks, installed, violations)
     _check_cost(plan, scenario, racks, installed, violations)
     return violations
@@ -165,14 +166,20 @@ def _check_capacity(plan: Plan, scenario: Scenario, installed: dict, out: list[V
 
 
 def _check_rates_and_slas(
-    plan: Plan, scenario: Scenario, catalog: Catalog, racks: dict, out: list[Violation]
+    plan: Plan,
+    scenario: Scenario,
+    catalog: Catalog,
+    racks: dict,
+    out: list[Violation],
+    powers: dict[int, float] | None = None,
 ) -> dict[int, tuple[float, float]]:
     """Recompute each roofline allocation's rate, latency and power; check the class's SLA, the
     serving mode (allowed by the class and the rack's roles) and whole replicas.
 
     Returns, per allocation row, the (output, prompt) tokens/s per rack the checker derived
     itself (decode: prompt 0; prefill: output 0; aggregated: prompt = output·L/O), for the
-    demand check — the plan's own rate columns are never trusted.
+    demand check — the plan's own rate columns are never trusted. ``powers`` (if given) receives
+    the IT power per rack (kW) the checker derived for each row, for the power-cap check.
     """
     measured = {(m.rack, m.workload_class, m.mode.value): m for m in scenario.measured_rates}
     verified: dict[int, tuple[float, float]] = {}
@@ -236,6 +243,8 @@ def _check_rates_and_slas(
             row.mode, rate * cls.input_tokens / cls.output_tokens
         )
         verified[index] = (output, prompt)
+        if powers is not None:
+            powers[index] = power
         if abs(rate - plan_rate) > 1e-6 * max(rate, 1.0):
             out.append(
                 Violation(
@@ -358,19 +367,45 @@ def _check_demand(
                 )
 
 
+def expected_it_kw(
+    plan: Plan, racks: dict, installed: dict, powers: dict[int, float], period: str
+) -> float:
+    """Expected IT draw in ``period`` (kW): Σ_r P_idle,r·installed[r] + Σ_rows racks·(P − P_idle),
+    with P the checker's own power per rack of each allocation row (``powers``)."""
+    idle = sum(installed[(r, period)] * spec.power_kw_idle for r, spec in racks.items())
+    extra = sum(
+        row.racks * (powers.get(index, row.power_kw_per_rack) - racks[row.rack].power_kw_idle)
+        for index, row in zip(plan.allocation.index, plan.allocation.itertuples(), strict=True)
+        if row.period == period and row.rack in racks
+    )
+    return idle + extra
+
+
 def _check_power(
-    plan: Plan, scenario: Scenario, racks: dict, installed: dict, out: list[Violation]
+    plan: Plan,
+    scenario: Scenario,
+    racks: dict,
+    installed: dict,
+    powers: dict[int, float],
+    out: list[Violation],
 ) -> None:
+    """PUE × capped IT load ≤ cap (MW at the meter): the nameplate load Σ installed·P_load, or
+    with ``power_cap_basis = expected`` the expected draw (``expected_it_kw``)."""
+    expected = scenario.policy.power_cap_basis == "expected"
     for period in scenario.periods:
-        it_kw = sum(
-            installed[(r, period.name)] * spec.power_kw_at_load for r, spec in racks.items()
-        )
+        if expected:
+            it_kw = expected_it_kw(plan, racks, installed, powers, period.name)
+        else:
+            it_kw = sum(
+                installed[(r, period.name)] * spec.power_kw_at_load for r, spec in racks.items()
+            )
         site_mw = it_kw * period.pue / 1000.0
         if period.power_cap_mw is not None and _over(site_mw, period.power_cap_mw):
             out.append(
                 Violation(
                     "power",
-                    f"{period.name}: {site_mw:.4g} MW at the meter, cap {period.power_cap_mw:g} MW",
+                    f"{period.name}: {site_mw:.4g} MW at the meter "
+                    f"({scenario.policy.power_cap_basis}), cap {period.power_cap_mw:g} MW",
                 )
             )
 

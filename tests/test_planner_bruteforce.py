@@ -193,8 +193,11 @@ def _installed(options, bought, t: int) -> list[float]:
 
 
 def _within_limits(sc, spec, fleet: list[list[float]]) -> bool:
-    """Power caps per period (MW at the meter) and at most K rack types ever installed."""
+    """Nameplate power caps per period (MW at the meter) and at most K rack types ever
+    installed. (An expected-draw cap depends on the allocation: ``_period_lp`` checks it.)"""
     for period, installed in zip(sc.periods, fleet, strict=True):
+        if sc.policy.power_cap_basis == "expected":
+            break
         it_kw = sum(n * spec[r].power_kw_at_load for n, r in zip(installed, RACKS, strict=True))
         if (
             period.power_cap_mw is not None
@@ -232,7 +235,9 @@ def _fixed_part(sc, spec, bought, installed, t: int) -> float:
 def _period_lp(sc, data, t: int, installed: tuple[float, ...]) -> float | None:
     """The allocation LP of one period on a given fleet: energy above idle (undiscounted USD
     under min_tco, kWh under min_power), or served output tokens (max_served: shares
-    s_c ∈ [0, 1] of the forecast, rows scaled by s_c). None when demand cannot be met."""
+    s_c ∈ [0, 1] of the forecast, rows scaled by s_c). None when demand cannot be met. With an
+    expected-draw power cap: Σ_j (P_j − P_idle)·alloc_j ≤ cap·1000/PUE − Σ_r P_idle,r·installed_r.
+    """
     period = sc.periods[t]
     name = period.name
     cols = data.columns
@@ -263,6 +268,15 @@ def _period_lp(sc, data, t: int, installed: tuple[float, ...]) -> float | None:
             row += [need if c == cls.name else 0.0 for c in classes]
             a_ub.append(row)
             b_ub.append(0.0 if served else -need)
+    if sc.policy.power_cap_basis == "expected" and period.power_cap_mw is not None:
+        idle = [data.racks[r].power_kw_idle for r in RACKS]
+        a_ub.append(
+            [c.power_kw - data.racks[c.rack].power_kw_idle for c in cols] + [0.0] * len(classes)
+        )
+        b_ub.append(
+            period.power_cap_mw * 1000 / period.pue
+            - sum(n * i for n, i in zip(installed, idle, strict=True))
+        )
     bounds = [(0, None)] * len(cols) + [(0, 1)] * len(classes)
     result = linprog(
         np.array(cost), A_ub=np.array(a_ub), b_ub=np.array(b_ub), bounds=bounds, method="highs"
