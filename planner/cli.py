@@ -53,6 +53,8 @@ from rackplan.planner.scenario_io import load_scenario
 from rackplan.planner.solve import SolveOptions
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE: what a shell reports when the reader of stdout (``| head``) stops early."""
 
 app = typer.Typer(
     help="rackplan: capacity planning for LLM inference fleets.",
@@ -93,8 +95,35 @@ app.add_typer(catalog_app, name="catalog")
 
 _WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 200)
 """Terminals size tables themselves; pipes and CI logs get 200 columns (or ``COLUMNS``)."""
-out = Console(soft_wrap=True, width=_WIDTH)
-err = Console(stderr=True, soft_wrap=True, width=_WIDTH)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so nothing more (not even the flush at exit) fails."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout already closed or not a real file
+        pass
+    finally:
+        os.close(devnull)
+
+
+class BrokenPipe(Exception):
+    """The reader of stdout went away; ``main`` exits with ``EXIT_BROKEN_PIPE``."""
+
+
+class _Console(Console):
+    """A rich console that turns a closed pipe into ``BrokenPipe`` (rich exits with 1)."""
+
+    def on_broken_pipe(self) -> None:
+        """Called by rich on ``BrokenPipeError``: silence stdout and let ``main`` exit."""
+        self.quiet = True
+        _silence_stdout()
+        raise BrokenPipe
+
+
+out = _Console(soft_wrap=True, width=_WIDTH)
+err = _Console(stderr=True, soft_wrap=True, width=_WIDTH)
 
 RacksOption = Annotated[
     Path | None, typer.Option("--racks", help="User racks CSV: adds or overrides rack types by id.")
@@ -118,6 +147,26 @@ class PrecisionChoice(StrEnum):
     fp4 = "fp4"
     fp8 = "fp8"
     bf16 = "bf16"
+
+
+def _print_lines(lines, indent: str = "  ") -> None:
+    """Explanation lines indented and wrapped to the console's width (continuations indented
+    further), so they fit an 80-column terminal as well as a wide one."""
+    import textwrap
+
+    width = max(40, out.size.width - 1)
+    for line in lines:
+        leading = len(line) - len(line.lstrip(" "))
+        first = indent + line[:leading]
+        wrapped = textwrap.fill(
+            line.lstrip(" "),
+            width=width,
+            initial_indent=first,
+            subsequent_indent=first + "  ",
+            break_on_hyphens=False,
+            break_long_words=False,
+        )
+        out.print(wrapped, markup=False, highlight=False)
 
 
 def _print_json(data: object) -> None:
@@ -603,10 +652,12 @@ def solve(
     if export_format is ExportFormat.json:
         _print_json(result.as_json())
         raise typer.Exit(EXIT_OK if result.feasible else EXIT_INFEASIBLE)
-    _print_summary(result)
+    # Exports first: a reader that stops early (``| head``) must not cost the files.
+    written = None
     if result.feasible:
-        target = out_dir or Path("out") / _slug(scenario.name)
-        written = _export(result, target, export_format)
+        written = _export(result, out_dir or Path("out") / _slug(scenario.name), export_format)
+    _print_summary(result)
+    if written is not None:
         out.print(f"exports written to {written}")
     raise typer.Exit(EXIT_OK if result.feasible else EXIT_INFEASIBLE)
 
@@ -637,8 +688,7 @@ def _print_summary(result) -> None:
         out.print("[yellow]cut short by the time limit:[/]")
         for step in result.cut_short:
             out.print(f"  - {step}", markup=False, highlight=False)
-    for line in result.explanation:
-        out.print(f"  {line}", markup=False, highlight=False)
+    _print_lines(result.explanation)
     if result.plan is None:
         return
     plan = result.plan
@@ -653,8 +703,8 @@ def _print_summary(result) -> None:
             table.add_row(
                 str(cls),
                 str(phase),
-                "—" if pd.isna(target) else f"{target:g}",
-                "—" if pd.isna(worst) else f"{worst:.3g}",
+                "—" if _missing(target) else f"{target:,.3f}".rstrip("0").rstrip("."),
+                _ms(worst),
                 f"{rows['utilisation'].max():.0%}",
             )
         out.print(table)
@@ -675,8 +725,7 @@ def explain(
     result = plan_scenario(scenario, catalog, _options(time_limit, 0.005), with_baselines=False)
     if not result.feasible:
         out.print(f"[bold red]{result.status}[/]")
-        for line in result.explanation:
-            out.print(f"  {line}", markup=False, highlight=False)
+        _print_lines(result.explanation)
         raise typer.Exit(EXIT_INFEASIBLE)
     out.print("[bold green]feasible[/]; what binds:")
     prices = result.plan.shadow_prices
@@ -684,10 +733,8 @@ def explain(
         out.print("  nothing binds: no limit or demand row has a shadow price")
     for _unit, group in prices.groupby("unit", sort=False):
         for row in group.sort_values("value", key=abs, ascending=False).head(4).itertuples():
-            line = f"  {row.constraint}: {row.value:,.2f} {row.unit} ({row.method})"
-            out.print(line, markup=False, highlight=False)
-    for line in result.explanation:
-        out.print(f"  {line}", markup=False, highlight=False)
+            _print_lines([f"{row.constraint}: {row.value:,.2f} {row.unit} ({row.method})"])
+    _print_lines(result.explanation)
 
 
 @app.command("pareto")
@@ -732,6 +779,9 @@ def pareto_command(
             _options(time_limit, gap),
             lambda: progress.advance(task),
         )
+    from rackplan.planner.export import price_sweep
+
+    frame = price_sweep(frame)
     if out_dir is not None:
         from rackplan.planner.charts import plot_pareto
 
@@ -743,14 +793,44 @@ def pareto_command(
 
         _print_json(json_records(frame))
         return
-    table = Table(title=f"TCO against {sweep}")
-    for column in ("value", "status", "TCO $M", "gap", "frontier"):
+    _print_pareto(frame, sweep)
+
+
+def _print_pareto(frame: pd.DataFrame, sweep: str) -> None:
+    """The sweep as a table (fits 80 columns) and one note per point: infeasible points, and
+    what each unit (each MW of a power cap) is worth between neighbouring feasible points."""
+    per_mw = "usd_per_mw" in frame
+    table = Table(title=f"TCO against {sweep}", box=box.SIMPLE_HEAD)
+    slope_header = "saves $M per MW" if per_mw else "Δ TCO $M per unit"
+    for column in ("value", "status", "TCO $M", slope_header, "gap", "frontier"):
         table.add_column(column, justify="right")
-    for row in frame.itertuples():
-        tco = "—" if row.tco_usd is None or pd.isna(row.tco_usd) else f"{row.tco_usd / 1e6:,.2f}"
-        gap_text = "—" if row.gap is None or pd.isna(row.gap) else f"{row.gap:.2%}"
-        table.add_row(f"{row.value:g}", row.status, tco, gap_text, "yes" if row.on_frontier else "")
+    for row in frame.to_dict("records"):
+        slope = row["tco_change_per_unit_usd"]
+        if _missing(slope):
+            slope_text = "—"
+        else:
+            shown = (-slope if per_mw else slope) / 1e6
+            slope_text = f"{0.0 if abs(shown) < 0.005 else shown:,.2f}"
+            slope_text += "*" if row["difference_within_gap"] else ""
+        table.add_row(
+            f"{row['value']:g}",
+            str(row["status"]),
+            _money_m(row["tco_usd"]),
+            slope_text,
+            "—" if _missing(row["gap"]) else f"{row['gap']:.2%}",
+            "yes" if row["on_frontier"] else "",
+        )
     out.print(table)
+    if frame["difference_within_gap"].any():
+        out.print(
+            "* within the solver's proven gap, so not proven (try --gap 1e-4)",
+            highlight=False,
+        )
+    infeasible = [f"{v:g}" for v in frame.loc[frame["infeasible"], "value"]]
+    if infeasible:
+        out.print(f"  infeasible (no plan) at {', '.join(infeasible)}", highlight=False)
+    for row in frame[~frame["infeasible"]].to_dict("records"):
+        out.print(f"  {row['value']:g}: {row['note']}", markup=False, highlight=False)
     for step in frame.attrs.get("cut_short", []):
         out.print(f"cut short by the time limit: {step}", markup=False, highlight=False)
 
@@ -874,8 +954,7 @@ def _print_comparison(comparison, schedules: bool) -> None:
     for name, result in comparison.results.items():
         if result.plan is None:
             out.print(f"[bold]{name}[/]: {result.status}")
-            for line in result.explanation:
-                out.print(f"  {line}", markup=False, highlight=False)
+            _print_lines(result.explanation)
         elif schedules:
             matrix = result.buy_matrix
             sched = Table(
@@ -894,6 +973,19 @@ def _print_comparison(comparison, schedules: bool) -> None:
             for values in matrix.itertuples(index=False):
                 sched.add_row(*(v if isinstance(v, str) else f"{v:,.0f}" for v in values))
             out.print(sched)
+
+
+def _ms(value: object) -> str:
+    """Milliseconds to three significant figures, never in exponent form: ``16,300``,
+    ``287``, ``7.98``, ``0.012`` (``—`` when missing)."""
+    if _missing(value):
+        return "—"
+    number = float(value)
+    if abs(number) >= 100:
+        return f"{float(f'{number:.3g}'):,.0f}"
+    if abs(number) >= 0.01 or number == 0:
+        return f"{number:.3g}"
+    return f"{number:.4f}"
 
 
 def _missing(value: object) -> bool:
@@ -1031,8 +1123,20 @@ def _validation_problems(exc: ValidationError) -> list[Problem]:
     ]
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning every failure into a message and an exit code."""
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning every failure into a message and an exit code; a
+    reader that closes stdout early gives ``EXIT_BROKEN_PIPE`` without a traceback."""
+    code = _main(argv)
+    try:
+        sys.stdout.flush()  # here, not at interpreter exit, where a closed pipe is noisy
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
+    """Run the app; every failure becomes a message and an exit code."""
     try:
         result = app(args=argv, standalone_mode=False)
     except InputError as exc:
@@ -1041,6 +1145,10 @@ def main(argv: list[str] | None = None) -> None:
     except ValidationError as exc:
         _report_input_error(_validation_problems(exc))
         return EXIT_INVALID
+    except (BrokenPipe, BrokenPipeError):
+        # Exports are written before anything is printed, so only the printout is lost.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
