@@ -1,6 +1,7 @@
 """The ``rackplan`` command line (typer + rich).
 
-Exit codes: 0 success, 1 internal error, 2 invalid input, 3 infeasible.
+Exit codes: 0 success, 1 internal error, 2 invalid input, 3 infeasible, 141 when the reader
+of stdout goes away early (exports are written before anything is printed).
 """
 
 from __future__ import annotations

@@ -190,3 +190,17 @@ def test_planning_output_fits_80_columns(args, tmp_path):
     assert process.returncode == 0, process.stderr
     wide = [line for line in process.stdout.splitlines() if len(line) > 80]
     assert not wide, wide
+
+
+def test_power_capped_colo_readme_quotes_the_sweep():
+    """The example's $/MW figures are the sweep's (re-run the sweep and update the README when
+    the catalog changes)."""
+    args = ["pareto", EXAMPLES / "power-capped-colo", "--sweep", "power_cap_mw"]
+    args += ["--from", "2.7", "--to", "2.85", "--steps", "4", "--gap", "1e-4", "--json"]
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    readme = (EXAMPLES / "power-capped-colo" / "README.md").read_text(encoding="utf-8")
+    for row in json.loads(result.stdout):
+        assert f"${row['tco_usd'] / 1e6:,.2f}M" in readme
+        if row["usd_per_mw"] is not None:
+            assert f"${row['usd_per_mw'] / 1e6:,.2f}M per MW" in readme
