@@ -227,14 +227,79 @@ def catalog_list(
     if as_json:
         _print_json(rows)
         return
-    table = Table(title=f"rackplan catalog: {kind.value}")
-    for column in rows[0]:
-        if column in ("source", "notes"):
-            continue
-        table.add_column(column, overflow="fold")
+    columns = _catalog_columns(list(rows[0]), out.size.width)
+    table = Table(
+        title=f"rackplan catalog: {kind.value}",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+        show_edge=False,
+    )
+    for column in columns:
+        table.add_column(
+            CATALOG_HEADERS.get(column, column), overflow="fold", no_wrap=column == "id"
+        )
     for row in rows:
-        table.add_row(*(_cell(v) for k, v in row.items() if k not in ("source", "notes")))
+        table.add_row(*(_catalog_cell(column, row[column]) for column in columns))
     out.print(table)
+    hidden = [c for c in rows[0] if c not in columns and c not in ("source", "notes")]
+    if hidden:
+        _print_lines(
+            [f"not shown at this width: {', '.join(hidden)} (use --json, or COLUMNS=200)"], ""
+        )
+
+
+CATALOG_HEADERS = {
+    "chips_per_rack": "chips",
+    "fp4_dense_tflops_per_chip": "FP4 TFLOPS /chip",
+    "fp8_dense_tflops_per_chip": "FP8 TFLOPS /chip",
+    "bf16_dense_tflops_per_chip": "BF16 TFLOPS /chip",
+    "mem_capacity_gb_per_chip": "GB /chip",
+    "mem_bw_tb_s_per_chip": "TB/s /chip",
+    "power_kw_at_load": "kW",
+    "confidence": "conf.",
+    "capex_usd": "capex $M",
+    "power_confidence": "power conf.",
+    "capex_confidence": "capex conf.",
+    "params_total_b": "params B",
+    "params_active_b": "active B",
+    "kv_elements_per_token_per_layer": "KV elements /token /layer",
+}
+"""Catalog columns under short headers with units (``--json`` keeps the full names)."""
+
+CATALOG_NARROW = (
+    "id",
+    "chips_per_rack",
+    "fp8_dense_tflops_per_chip",
+    "mem_capacity_gb_per_chip",
+    "mem_bw_tb_s_per_chip",
+    "power_kw_at_load",
+    "capex_usd",
+    "status",
+    "confidence",
+    "layers",
+    "params_total_b",
+    "params_active_b",
+    "experts",
+    "attention",
+)
+"""The catalog columns an 80-column terminal shows."""
+
+
+def _catalog_cell(column: str, value: object) -> str:
+    """A catalog table cell (capex in $M, so it stays narrow)."""
+    if column == "capex_usd" and isinstance(value, int | float) and not pd.isna(value):
+        return f"{value / 1e6:,.2f}"
+    return _cell(value)
+
+
+def _catalog_columns(available: list[str], width: int) -> list[str]:
+    """The catalog columns that fit ``width``: the narrow set below 160 columns, every
+    column but source and notes from there."""
+    shown = [c for c in available if c not in ("source", "notes")]
+    if width >= 160:
+        return shown
+    return [c for c in shown if c in CATALOG_NARROW]
 
 
 def _rack_row(rack) -> dict:
@@ -343,53 +408,84 @@ def rates(
         out.print(f"chart written to {plot}")
 
 
+def _rates_row(p: dict) -> list[str]:
+    """One operating point as table cells (latencies never in exponent form)."""
+    return [
+        p["phase"],
+        str(p["batch_size"]),
+        str(p["chips_per_replica"]),
+        f"{p['racks_per_replica']:.3g}",
+        f"{p['tokens_per_s_per_rack']:,.0f}",
+        f"{p['tokens_per_s_per_chip']:,.1f}",
+        _ms(p.get("ttft_ms", p.get("tpot_ms"))),
+        f"{p['memory_used_gb']:,.0f}",
+        f"{p['power_kw']:.0f}",
+        BOUND_SHORT.get(p["bound"], p["bound"]),
+        "yes" if p["meets_sla"] else "no",
+    ]
+
+
+def _compact_table(
+    title: str, headers: tuple[str, ...], rows: list[list[str]], left: int = 1
+) -> Table:
+    """A table without side borders whose cells are never cut (no wrapping, every column as
+    wide as its widest cell or short header): the first ``left`` columns (names) aligned left,
+    the numbers right."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=0, pad_edge=False, show_edge=False)
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i < left else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+BOUND_SHORT = {"memory_bandwidth": "mem. BW", "communication": "comm."}
+"""What bounds an operating point, short enough for an 80-column table."""
+
+
 def _print_rates(report: RateReport) -> None:
     data = report.as_json()
     w = report.workload
-    out.print(
-        f"[bold]{report.llm_id}[/] on [bold]{report.rack_id}[/] at {report.precision}: "
-        f"L={w.input_tokens:g} in, O={w.output_tokens:g} out, prefix hit {w.prefix_hit_rate:.0%}, "
-        f"TTFT ≤ {w.ttft_ms or '—'} ms, TPOT ≤ {w.tpot_ms or '—'} ms, ρ={w.max_utilisation:g}; "
-        f"η_F={report.efficiency['flops_fraction']}, η_B={report.efficiency['bandwidth_fraction']} "
-        f"({report.efficiency['family']})"
+    _print_lines(
+        [
+            f"{report.llm_id} on {report.rack_id} at {report.precision}: "
+            f"L={w.input_tokens:g} in, O={w.output_tokens:g} out, "
+            f"prefix hit {w.prefix_hit_rate:.0%}, TTFT ≤ {w.ttft_ms or '—'} ms, "
+            f"TPOT ≤ {w.tpot_ms or '—'} ms, ρ={w.max_utilisation:g}; "
+            f"η_F={report.efficiency['flops_fraction']}, "
+            f"η_B={report.efficiency['bandwidth_fraction']} ({report.efficiency['family']})"
+        ],
+        "",
     )
-    table = Table(title="operating points (dominated ones pruned)")
-    for column in (
+    headers = (
         "phase",
         "batch",
-        "chips/replica",
-        "racks/replica",
+        "chips",
+        "racks",
         "tok/s/rack",
         "tok/s/chip",
-        "TTFT|TPOT ms",
-        "memory GB",
-        "power kW",
+        "ms",
+        "GB",
+        "kW",
         "bound",
-        "meets SLA",
-    ):
-        table.add_column(column, justify="right")
-    for p in data["operating_points"]:
-        latency = p.get("ttft_ms", p.get("tpot_ms"))
-        table.add_row(
-            p["phase"],
-            str(p["batch_size"]),
-            str(p["chips_per_replica"]),
-            f"{p['racks_per_replica']:.3g}",
-            f"{p['tokens_per_s_per_rack']:,.0f}",
-            f"{p['tokens_per_s_per_chip']:,.1f}",
-            f"{latency:,.2f}",
-            f"{p['memory_used_gb']:,.1f}",
-            f"{p['power_kw']:.1f}",
-            p["bound"],
-            "yes" if p["meets_sla"] else "no",
-        )
+        "SLA",
+    )
+    rows = [_rates_row(p) for p in data["operating_points"]]
+    table = _compact_table("operating points (dominated ones pruned)", headers, rows)
     out.print(table)
+    _print_lines(
+        [
+            "chips, racks: per replica; ms: TTFT (prefill) or TPOT (decode); GB: memory used "
+            "per replica; kW: power per rack; SLA: whether the point meets the targets"
+        ],
+        "",
+    )
     for mode, result in data["end_to_end"].items():
         if result["output_tokens_per_s_per_rack"] is None:
-            out.print(f"[bold]{mode}[/]: no configuration meets the SLAs — {result['reason']}")
+            _print_lines([f"{mode}: no configuration meets the SLAs — {result['reason']}"], "")
             continue
         line = (
-            f"[bold]{mode}[/]: {result['output_tokens_per_s_per_rack']:,.0f} output tok/s per rack,"
+            f"{mode}: {result['output_tokens_per_s_per_rack']:,.0f} output tok/s per rack,"
             " "
             f"{result['output_tokens_per_s_per_chip']:,.1f} per chip"
         )
@@ -398,35 +494,30 @@ def _print_rates(report: RateReport) -> None:
         if "aggregated" in result:
             a = result["aggregated"]
             line += (
-                f"; batch {a['batch_size']}, TPOT {a['tpot_ms']:.2f} ms, TTFT {a['ttft_ms']:.0f} ms"
+                f"; batch {a['batch_size']}, TPOT {a['tpot_ms']:.2f} ms, "
+                f"TTFT {_ms(a['ttft_ms'])} ms"
             )
-        out.print(line)
+        _print_lines([line], "")
 
 
 def _errors_table(title: str, errors: list[PointError]) -> Table:
-    table = Table(title=title)
-    for column in (
-        "rack",
-        "llm",
-        "scenario",
-        "measured tok/s/chip",
-        "predicted",
-        "error %",
-        "used to fit",
-    ):
-        table.add_column(column, justify="right")
+    """Predicted against measured per point (fits 80 columns; no cell is cut)."""
+    rows = []
     for e in errors:
         p = e.point
-        table.add_row(
-            p.rack,
-            p.llm,
-            p.scenario,
-            f"{p.measured_output_tokens_per_s_per_chip:,.1f}",
-            "infeasible" if e.predicted is None else f"{e.predicted:,.1f}",
-            "—" if e.error_pct is None else f"{e.error_pct:+.1f}",
-            "yes" if e.fitted else "no",
+        rows.append(
+            [
+                p.rack,
+                p.llm,
+                p.scenario,
+                f"{p.measured_output_tokens_per_s_per_chip:,.1f}",
+                "infeasible" if e.predicted is None else f"{e.predicted:,.1f}",
+                "—" if e.error_pct is None else f"{e.error_pct:+.1f}",
+                "yes" if e.fitted else "no",
+            ]
         )
-    return table
+    headers = ("rack", "llm", "scenario", "measured", "predicted", "error %", "fit")
+    return _compact_table(f"{title} (output tokens/s per chip)", headers, rows, left=3)
 
 
 MeasuredArgument = Annotated[
@@ -436,24 +527,19 @@ MeasuredArgument = Annotated[
 
 
 def _summary_table(title: str, summaries: dict[str, ErrorSummary]) -> Table:
-    table = Table(title=title)
-    for column in (
-        "group",
-        "points",
-        "median |error| %",
-        "bias (geo-mean pred/meas)",
-        "infeasible",
-    ):
-        table.add_column(column, justify="right")
-    for name, summary in summaries.items():
-        table.add_row(
+    """Error summaries per group; bias is the geometric mean of predicted / measured."""
+    rows = [
+        [
             name,
             str(summary.count),
             "—" if summary.median_abs_error_pct is None else f"{summary.median_abs_error_pct:.1f}",
             "—" if summary.bias is None else f"{summary.bias:.3f}",
             str(summary.infeasible),
-        )
-    return table
+        ]
+        for name, summary in summaries.items()
+    ]
+    headers = ("group", "points", "median |error| %", "bias (pred/meas)", "infeasible")
+    return _compact_table(title, headers, rows)
 
 
 def _print_breakdown(errors: list[PointError], label: str) -> None:
@@ -468,9 +554,12 @@ def _print_breakdown(errors: list[PointError], label: str) -> None:
     ratios = ratio_errors_pct(errors)
     if ratios:
         median = float(pd.Series(ratios).median())
-        out.print(
-            f"{label}: median error of the ratio between systems on the same benchmark: "
-            f"{median:.1f} % over {len(ratios)} pairs"
+        _print_lines(
+            [
+                f"{label}: median error of the ratio between systems on the same benchmark: "
+                f"{median:.1f} % over {len(ratios)} pairs"
+            ],
+            "",
         )
 
 

@@ -23,6 +23,8 @@ ROOT = Path(__file__).parents[1]
 EXAMPLES = ROOT / "examples"
 QUICKSTART = EXAMPLES / "quickstart" / "scenario.json"
 RACKPLAN = Path(sys.executable).parent / "rackplan"
+RATES_ARGS = "rates --rack gb200-nvl72 --llm llama-3.1-70b --input-tokens 2000 --output-tokens 400"
+RATES_ARGS = [*RATES_ARGS.split(), "--tpot-ms", "40"]
 
 
 def _sweep(**values: list) -> pd.DataFrame:
@@ -175,8 +177,12 @@ def test_exports_written_when_stdout_is_closed(tmp_path):
         ["solve", str(QUICKSTART), "--out", "plan"],
         ["explain", str(QUICKSTART)],
         ["pareto", str(QUICKSTART), "--sweep", "power_cap_mw", "--from", "0.2", "--to", "1"],
+        RATES_ARGS,
+        ["validate"],
+        ["catalog", "list", "racks"],
+        ["catalog", "list", "llms"],
     ],
-    ids=["solve", "explain", "pareto"],
+    ids=["solve", "explain", "pareto", "rates", "validate", "catalog-racks", "catalog-llms"],
 )
 def test_planning_output_fits_80_columns(args, tmp_path):
     process = subprocess.run(
@@ -190,6 +196,7 @@ def test_planning_output_fits_80_columns(args, tmp_path):
     assert process.returncode == 0, process.stderr
     wide = [line for line in process.stdout.splitlines() if len(line) > 80]
     assert not wide, wide
+    assert "…" not in process.stdout, "a cell cut short"
 
 
 def test_power_capped_colo_readme_quotes_the_sweep():
