@@ -1,6 +1,7 @@
 """The ``rackplan`` command line (typer + rich).
 
-Exit codes: 0 success, 1 internal error, 2 invalid input, 3 infeasible.
+Exit codes: 0 success, 1 internal error, 2 invalid input, 3 infeasible, 141 when the reader
+of stdout goes away early (exports are written before anything is printed).
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ load_scenario = _lazy("rackplan.planner.scenario_io", "load_scenario")
 SolveOptions = _lazy("rackplan.planner.solve", "SolveOptions")
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE: what a shell reports when the reader of stdout (``| head``) stops early."""
 
 app = typer.Typer(
     help="rackplan: capacity planning for LLM inference fleets.",
@@ -114,8 +117,35 @@ app.add_typer(catalog_app, name="catalog")
 
 _WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 200)
 """Terminals size tables themselves; pipes and CI logs get 200 columns (or ``COLUMNS``)."""
-out = Console(soft_wrap=True, width=_WIDTH)
-err = Console(stderr=True, soft_wrap=True, width=_WIDTH)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so nothing more (not even the flush at exit) fails."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout already closed or not a real file
+        pass
+    finally:
+        os.close(devnull)
+
+
+class BrokenPipe(Exception):
+    """The reader of stdout went away; ``main`` exits with ``EXIT_BROKEN_PIPE``."""
+
+
+class _Console(Console):
+    """A rich console that turns a closed pipe into ``BrokenPipe`` (rich exits with 1)."""
+
+    def on_broken_pipe(self) -> None:
+        """Called by rich on ``BrokenPipeError``: silence stdout and let ``main`` exit."""
+        self.quiet = True
+        _silence_stdout()
+        raise BrokenPipe
+
+
+out = _Console(soft_wrap=True, width=_WIDTH)
+err = _Console(stderr=True, soft_wrap=True, width=_WIDTH)
 
 RacksOption = Annotated[
     Path | None, typer.Option("--racks", help="User racks CSV: adds or overrides rack types by id.")
@@ -139,6 +169,26 @@ class PrecisionChoice(StrEnum):
     fp4 = "fp4"
     fp8 = "fp8"
     bf16 = "bf16"
+
+
+def _print_lines(lines, indent: str = "  ") -> None:
+    """Explanation lines indented and wrapped to the console's width (continuations indented
+    further), so they fit an 80-column terminal as well as a wide one."""
+    import textwrap
+
+    width = max(40, out.size.width - 1)
+    for line in lines:
+        leading = len(line) - len(line.lstrip(" "))
+        first = indent + line[:leading]
+        wrapped = textwrap.fill(
+            line.lstrip(" "),
+            width=width,
+            initial_indent=first,
+            subsequent_indent=first + "  ",
+            break_on_hyphens=False,
+            break_long_words=False,
+        )
+        out.print(wrapped, markup=False, highlight=False)
 
 
 def _print_json(data: object) -> None:
@@ -198,14 +248,79 @@ def catalog_list(
     if as_json:
         _print_json(rows)
         return
-    table = Table(title=f"rackplan catalog: {kind.value}")
-    for column in rows[0]:
-        if column in ("source", "notes"):
-            continue
-        table.add_column(column, overflow="fold")
+    columns = _catalog_columns(list(rows[0]), out.size.width)
+    table = Table(
+        title=f"rackplan catalog: {kind.value}",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+        show_edge=False,
+    )
+    for column in columns:
+        table.add_column(
+            CATALOG_HEADERS.get(column, column), overflow="fold", no_wrap=column == "id"
+        )
     for row in rows:
-        table.add_row(*(_cell(v) for k, v in row.items() if k not in ("source", "notes")))
+        table.add_row(*(_catalog_cell(column, row[column]) for column in columns))
     out.print(table)
+    hidden = [c for c in rows[0] if c not in columns and c not in ("source", "notes")]
+    if hidden:
+        _print_lines(
+            [f"not shown at this width: {', '.join(hidden)} (use --json, or COLUMNS=200)"], ""
+        )
+
+
+CATALOG_HEADERS = {
+    "chips_per_rack": "chips",
+    "fp4_dense_tflops_per_chip": "FP4 TFLOPS /chip",
+    "fp8_dense_tflops_per_chip": "FP8 TFLOPS /chip",
+    "bf16_dense_tflops_per_chip": "BF16 TFLOPS /chip",
+    "mem_capacity_gb_per_chip": "GB /chip",
+    "mem_bw_tb_s_per_chip": "TB/s /chip",
+    "power_kw_at_load": "kW",
+    "confidence": "conf.",
+    "capex_usd": "capex $M",
+    "power_confidence": "power conf.",
+    "capex_confidence": "capex conf.",
+    "params_total_b": "params B",
+    "params_active_b": "active B",
+    "kv_elements_per_token_per_layer": "KV elements /token /layer",
+}
+"""Catalog columns under short headers with units (``--json`` keeps the full names)."""
+
+CATALOG_NARROW = (
+    "id",
+    "chips_per_rack",
+    "fp8_dense_tflops_per_chip",
+    "mem_capacity_gb_per_chip",
+    "mem_bw_tb_s_per_chip",
+    "power_kw_at_load",
+    "capex_usd",
+    "status",
+    "confidence",
+    "layers",
+    "params_total_b",
+    "params_active_b",
+    "experts",
+    "attention",
+)
+"""The catalog columns an 80-column terminal shows."""
+
+
+def _catalog_cell(column: str, value: object) -> str:
+    """A catalog table cell (capex in $M, so it stays narrow)."""
+    if column == "capex_usd" and isinstance(value, int | float) and not pd.isna(value):
+        return f"{value / 1e6:,.2f}"
+    return _cell(value)
+
+
+def _catalog_columns(available: list[str], width: int) -> list[str]:
+    """The catalog columns that fit ``width``: the narrow set below 160 columns, every
+    column but source and notes from there."""
+    shown = [c for c in available if c not in ("source", "notes")]
+    if width >= 160:
+        return shown
+    return [c for c in shown if c in CATALOG_NARROW]
 
 
 def _rack_row(rack) -> dict:
@@ -314,53 +429,84 @@ def rates(
         out.print(f"chart written to {plot}")
 
 
+def _rates_row(p: dict) -> list[str]:
+    """One operating point as table cells (latencies never in exponent form)."""
+    return [
+        p["phase"],
+        str(p["batch_size"]),
+        str(p["chips_per_replica"]),
+        f"{p['racks_per_replica']:.3g}",
+        f"{p['tokens_per_s_per_rack']:,.0f}",
+        f"{p['tokens_per_s_per_chip']:,.1f}",
+        _ms(p.get("ttft_ms", p.get("tpot_ms"))),
+        f"{p['memory_used_gb']:,.0f}",
+        f"{p['power_kw']:.0f}",
+        BOUND_SHORT.get(p["bound"], p["bound"]),
+        "yes" if p["meets_sla"] else "no",
+    ]
+
+
+def _compact_table(
+    title: str, headers: tuple[str, ...], rows: list[list[str]], left: int = 1
+) -> Table:
+    """A table without side borders whose cells are never cut (no wrapping, every column as
+    wide as its widest cell or short header): the first ``left`` columns (names) aligned left,
+    the numbers right."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=0, pad_edge=False, show_edge=False)
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i < left else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+BOUND_SHORT = {"memory_bandwidth": "mem. BW", "communication": "comm."}
+"""What bounds an operating point, short enough for an 80-column table."""
+
+
 def _print_rates(report: RateReport) -> None:
     data = report.as_json()
     w = report.workload
-    out.print(
-        f"[bold]{report.llm_id}[/] on [bold]{report.rack_id}[/] at {report.precision}: "
-        f"L={w.input_tokens:g} in, O={w.output_tokens:g} out, prefix hit {w.prefix_hit_rate:.0%}, "
-        f"TTFT ≤ {w.ttft_ms or '—'} ms, TPOT ≤ {w.tpot_ms or '—'} ms, ρ={w.max_utilisation:g}; "
-        f"η_F={report.efficiency['flops_fraction']}, η_B={report.efficiency['bandwidth_fraction']} "
-        f"({report.efficiency['family']})"
+    _print_lines(
+        [
+            f"{report.llm_id} on {report.rack_id} at {report.precision}: "
+            f"L={w.input_tokens:g} in, O={w.output_tokens:g} out, "
+            f"prefix hit {w.prefix_hit_rate:.0%}, TTFT ≤ {w.ttft_ms or '—'} ms, "
+            f"TPOT ≤ {w.tpot_ms or '—'} ms, ρ={w.max_utilisation:g}; "
+            f"η_F={report.efficiency['flops_fraction']}, "
+            f"η_B={report.efficiency['bandwidth_fraction']} ({report.efficiency['family']})"
+        ],
+        "",
     )
-    table = Table(title="operating points (dominated ones pruned)")
-    for column in (
+    headers = (
         "phase",
         "batch",
-        "chips/replica",
-        "racks/replica",
+        "chips",
+        "racks",
         "tok/s/rack",
         "tok/s/chip",
-        "TTFT|TPOT ms",
-        "memory GB",
-        "power kW",
+        "ms",
+        "GB",
+        "kW",
         "bound",
-        "meets SLA",
-    ):
-        table.add_column(column, justify="right")
-    for p in data["operating_points"]:
-        latency = p.get("ttft_ms", p.get("tpot_ms"))
-        table.add_row(
-            p["phase"],
-            str(p["batch_size"]),
-            str(p["chips_per_replica"]),
-            f"{p['racks_per_replica']:.3g}",
-            f"{p['tokens_per_s_per_rack']:,.0f}",
-            f"{p['tokens_per_s_per_chip']:,.1f}",
-            f"{latency:,.2f}",
-            f"{p['memory_used_gb']:,.1f}",
-            f"{p['power_kw']:.1f}",
-            p["bound"],
-            "yes" if p["meets_sla"] else "no",
-        )
+        "SLA",
+    )
+    rows = [_rates_row(p) for p in data["operating_points"]]
+    table = _compact_table("operating points (dominated ones pruned)", headers, rows)
     out.print(table)
+    _print_lines(
+        [
+            "chips, racks: per replica; ms: TTFT (prefill) or TPOT (decode); GB: memory used "
+            "per replica; kW: power per rack; SLA: whether the point meets the targets"
+        ],
+        "",
+    )
     for mode, result in data["end_to_end"].items():
         if result["output_tokens_per_s_per_rack"] is None:
-            out.print(f"[bold]{mode}[/]: no configuration meets the SLAs — {result['reason']}")
+            _print_lines([f"{mode}: no configuration meets the SLAs — {result['reason']}"], "")
             continue
         line = (
-            f"[bold]{mode}[/]: {result['output_tokens_per_s_per_rack']:,.0f} output tok/s per rack,"
+            f"{mode}: {result['output_tokens_per_s_per_rack']:,.0f} output tok/s per rack,"
             " "
             f"{result['output_tokens_per_s_per_chip']:,.1f} per chip"
         )
@@ -369,35 +515,30 @@ def _print_rates(report: RateReport) -> None:
         if "aggregated" in result:
             a = result["aggregated"]
             line += (
-                f"; batch {a['batch_size']}, TPOT {a['tpot_ms']:.2f} ms, TTFT {a['ttft_ms']:.0f} ms"
+                f"; batch {a['batch_size']}, TPOT {a['tpot_ms']:.2f} ms, "
+                f"TTFT {_ms(a['ttft_ms'])} ms"
             )
-        out.print(line)
+        _print_lines([line], "")
 
 
 def _errors_table(title: str, errors: list[PointError]) -> Table:
-    table = Table(title=title)
-    for column in (
-        "rack",
-        "llm",
-        "scenario",
-        "measured tok/s/chip",
-        "predicted",
-        "error %",
-        "used to fit",
-    ):
-        table.add_column(column, justify="right")
+    """Predicted against measured per point (fits 80 columns; no cell is cut)."""
+    rows = []
     for e in errors:
         p = e.point
-        table.add_row(
-            p.rack,
-            p.llm,
-            p.scenario,
-            f"{p.measured_output_tokens_per_s_per_chip:,.1f}",
-            "infeasible" if e.predicted is None else f"{e.predicted:,.1f}",
-            "—" if e.error_pct is None else f"{e.error_pct:+.1f}",
-            "yes" if e.fitted else "no",
+        rows.append(
+            [
+                p.rack,
+                p.llm,
+                p.scenario,
+                f"{p.measured_output_tokens_per_s_per_chip:,.1f}",
+                "infeasible" if e.predicted is None else f"{e.predicted:,.1f}",
+                "—" if e.error_pct is None else f"{e.error_pct:+.1f}",
+                "yes" if e.fitted else "no",
+            ]
         )
-    return table
+    headers = ("rack", "llm", "scenario", "measured", "predicted", "error %", "fit")
+    return _compact_table(f"{title} (output tokens/s per chip)", headers, rows, left=3)
 
 
 MeasuredArgument = Annotated[
@@ -407,24 +548,19 @@ MeasuredArgument = Annotated[
 
 
 def _summary_table(title: str, summaries: dict[str, ErrorSummary]) -> Table:
-    table = Table(title=title)
-    for column in (
-        "group",
-        "points",
-        "median |error| %",
-        "bias (geo-mean pred/meas)",
-        "infeasible",
-    ):
-        table.add_column(column, justify="right")
-    for name, summary in summaries.items():
-        table.add_row(
+    """Error summaries per group; bias is the geometric mean of predicted / measured."""
+    rows = [
+        [
             name,
             str(summary.count),
             "—" if summary.median_abs_error_pct is None else f"{summary.median_abs_error_pct:.1f}",
             "—" if summary.bias is None else f"{summary.bias:.3f}",
             str(summary.infeasible),
-        )
-    return table
+        ]
+        for name, summary in summaries.items()
+    ]
+    headers = ("group", "points", "median |error| %", "bias (pred/meas)", "infeasible")
+    return _compact_table(title, headers, rows)
 
 
 def _print_breakdown(errors: list[PointError], label: str) -> None:
@@ -439,9 +575,12 @@ def _print_breakdown(errors: list[PointError], label: str) -> None:
     ratios = ratio_errors_pct(errors)
     if ratios:
         median = float(pd.Series(ratios).median())
-        out.print(
-            f"{label}: median error of the ratio between systems on the same benchmark: "
-            f"{median:.1f} % over {len(ratios)} pairs"
+        _print_lines(
+            [
+                f"{label}: median error of the ratio between systems on the same benchmark: "
+                f"{median:.1f} % over {len(ratios)} pairs"
+            ],
+            "",
         )
 
 
@@ -628,10 +767,12 @@ def solve(
     if export_format is ExportFormat.json:
         _print_json(result.as_json())
         raise typer.Exit(EXIT_OK if result.feasible else EXIT_INFEASIBLE)
-    _print_summary(result)
+    # Exports first: a reader that stops early (``| head``) must not cost the files.
+    written = None
     if result.feasible:
-        target = out_dir or Path("out") / _slug(scenario.name)
-        written = _export(result, target, export_format)
+        written = _export(result, out_dir or Path("out") / _slug(scenario.name), export_format)
+    _print_summary(result)
+    if written is not None:
         out.print(f"exports written to {written}")
     raise typer.Exit(EXIT_OK if result.feasible else EXIT_INFEASIBLE)
 
@@ -662,8 +803,7 @@ def _print_summary(result) -> None:
         out.print("[yellow]cut short by the time limit:[/]")
         for step in result.cut_short:
             out.print(f"  - {step}", markup=False, highlight=False)
-    for line in result.explanation:
-        out.print(f"  {line}", markup=False, highlight=False)
+    _print_lines(result.explanation)
     if result.plan is None:
         return
     plan = result.plan
@@ -678,8 +818,8 @@ def _print_summary(result) -> None:
             table.add_row(
                 str(cls),
                 str(phase),
-                "—" if pd.isna(target) else f"{target:g}",
-                "—" if pd.isna(worst) else f"{worst:.3g}",
+                "—" if _missing(target) else f"{target:,.3f}".rstrip("0").rstrip("."),
+                _ms(worst),
                 f"{rows['utilisation'].max():.0%}",
             )
         out.print(table)
@@ -700,8 +840,7 @@ def explain(
     result = plan_scenario(scenario, catalog, _options(time_limit, 0.005), with_baselines=False)
     if not result.feasible:
         out.print(f"[bold red]{result.status}[/]")
-        for line in result.explanation:
-            out.print(f"  {line}", markup=False, highlight=False)
+        _print_lines(result.explanation)
         raise typer.Exit(EXIT_INFEASIBLE)
     out.print("[bold green]feasible[/]; what binds:")
     prices = result.plan.shadow_prices
@@ -709,10 +848,8 @@ def explain(
         out.print("  nothing binds: no limit or demand row has a shadow price")
     for _unit, group in prices.groupby("unit", sort=False):
         for row in group.sort_values("value", key=abs, ascending=False).head(4).itertuples():
-            line = f"  {row.constraint}: {row.value:,.2f} {row.unit} ({row.method})"
-            out.print(line, markup=False, highlight=False)
-    for line in result.explanation:
-        out.print(f"  {line}", markup=False, highlight=False)
+            _print_lines([f"{row.constraint}: {row.value:,.2f} {row.unit} ({row.method})"])
+    _print_lines(result.explanation)
 
 
 @app.command("pareto")
@@ -757,6 +894,9 @@ def pareto_command(
             _options(time_limit, gap),
             lambda: progress.advance(task),
         )
+    from rackplan.planner.export import price_sweep
+
+    frame = price_sweep(frame)
     if out_dir is not None:
         from rackplan.planner.charts import plot_pareto
 
@@ -768,14 +908,44 @@ def pareto_command(
 
         _print_json(json_records(frame))
         return
-    table = Table(title=f"TCO against {sweep}")
-    for column in ("value", "status", "TCO $M", "gap", "frontier"):
+    _print_pareto(frame, sweep)
+
+
+def _print_pareto(frame: pd.DataFrame, sweep: str) -> None:
+    """The sweep as a table (fits 80 columns) and one note per point: infeasible points, and
+    what each unit (each MW of a power cap) is worth between neighbouring feasible points."""
+    per_mw = "usd_per_mw" in frame
+    table = Table(title=f"TCO against {sweep}", box=box.SIMPLE_HEAD)
+    slope_header = "saves $M per MW" if per_mw else "Δ TCO $M per unit"
+    for column in ("value", "status", "TCO $M", slope_header, "gap", "frontier"):
         table.add_column(column, justify="right")
-    for row in frame.itertuples():
-        tco = "—" if row.tco_usd is None or pd.isna(row.tco_usd) else f"{row.tco_usd / 1e6:,.2f}"
-        gap_text = "—" if row.gap is None or pd.isna(row.gap) else f"{row.gap:.2%}"
-        table.add_row(f"{row.value:g}", row.status, tco, gap_text, "yes" if row.on_frontier else "")
+    for row in frame.to_dict("records"):
+        slope = row["tco_change_per_unit_usd"]
+        if _missing(slope):
+            slope_text = "—"
+        else:
+            shown = (-slope if per_mw else slope) / 1e6
+            slope_text = f"{0.0 if abs(shown) < 0.005 else shown:,.2f}"
+            slope_text += "*" if row["difference_within_gap"] else ""
+        table.add_row(
+            f"{row['value']:g}",
+            str(row["status"]),
+            _money_m(row["tco_usd"]),
+            slope_text,
+            "—" if _missing(row["gap"]) else f"{row['gap']:.2%}",
+            "yes" if row["on_frontier"] else "",
+        )
     out.print(table)
+    if frame["difference_within_gap"].any():
+        out.print(
+            "* within the solver's proven gap, so not proven (try --gap 1e-4)",
+            highlight=False,
+        )
+    infeasible = [f"{v:g}" for v in frame.loc[frame["infeasible"], "value"]]
+    if infeasible:
+        out.print(f"  infeasible (no plan) at {', '.join(infeasible)}", highlight=False)
+    for row in frame[~frame["infeasible"]].to_dict("records"):
+        out.print(f"  {row['value']:g}: {row['note']}", markup=False, highlight=False)
     for step in frame.attrs.get("cut_short", []):
         out.print(f"cut short by the time limit: {step}", markup=False, highlight=False)
 
@@ -899,8 +1069,7 @@ def _print_comparison(comparison, schedules: bool) -> None:
     for name, result in comparison.results.items():
         if result.plan is None:
             out.print(f"[bold]{name}[/]: {result.status}")
-            for line in result.explanation:
-                out.print(f"  {line}", markup=False, highlight=False)
+            _print_lines(result.explanation)
         elif schedules:
             matrix = result.buy_matrix
             sched = Table(
@@ -919,6 +1088,19 @@ def _print_comparison(comparison, schedules: bool) -> None:
             for values in matrix.itertuples(index=False):
                 sched.add_row(*(v if isinstance(v, str) else f"{v:,.0f}" for v in values))
             out.print(sched)
+
+
+def _ms(value: object) -> str:
+    """Milliseconds to three significant figures, never in exponent form: ``16,300``,
+    ``287``, ``7.98``, ``0.012`` (``—`` when missing)."""
+    if _missing(value):
+        return "—"
+    number = float(value)
+    if abs(number) >= 100:
+        return f"{float(f'{number:.3g}'):,.0f}"
+    if abs(number) >= 0.01 or number == 0:
+        return f"{number:.3g}"
+    return f"{number:.4f}"
 
 
 def _missing(value: object) -> bool:
@@ -1058,8 +1240,20 @@ def _validation_problems(exc: ValidationError) -> list[Problem]:
     ]
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning every failure into a message and an exit code."""
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning every failure into a message and an exit code; a
+    reader that closes stdout early gives ``EXIT_BROKEN_PIPE`` without a traceback."""
+    code = _main(argv)
+    try:
+        sys.stdout.flush()  # here, not at interpreter exit, where a closed pipe is noisy
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
+    """Run the app; every failure becomes a message and an exit code."""
     try:
         result = app(args=argv, standalone_mode=False)
     except InputError as exc:
@@ -1068,6 +1262,10 @@ def main(argv: list[str] | None = None) -> None:
     except ValidationError as exc:
         _report_input_error(_validation_problems(exc))
         return EXIT_INVALID
+    except (BrokenPipe, BrokenPipeError):
+        # Exports are written before anything is printed, so only the printout is lost.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from rackplan.planner.files import atomic_path, atomic_write_text, replace_folder
+from rackplan.planner.plan import COST_SCOPE
 from rackplan.planner.run import PlanResult
 
 TABLES = (
@@ -40,6 +41,7 @@ def summary_frame(result: PlanResult) -> pd.DataFrame:
             ("integer_variables", o.integer_variables),
             ("constraints", o.constraints),
             ("solver", f"HiGHS {o.highs_version}"),
+            ("cost_per_token_scope", COST_SCOPE),
         ]
     rows += [(f"explanation_{i + 1}", line) for i, line in enumerate(result.explanation)]
     rows += [(f"verification_{i + 1}", str(v)) for i, v in enumerate(result.violations)]
@@ -108,3 +110,85 @@ def write_frames(frames: dict[str, pd.DataFrame], folder: Path, stem: str) -> li
     with atomic_path(folder / f"{stem}.xlsx") as temporary:
         write_workbook(frames, temporary)
     return [folder / f"{stem}.csv", folder / f"{stem}.xlsx"]
+
+
+PER_MW_PARAMETERS = ("power_cap_mw",)
+"""Sweeps whose value is in MW, so a TCO difference over a value difference is $ per MW."""
+
+
+def _solved(tco: object) -> bool:
+    """Whether a sweep point has a TCO (``None`` and NaN are unsolved or infeasible)."""
+    return tco is not None and not pd.isna(tco)
+
+
+def _point_note(row: dict, per_mw: bool, after_infeasible: bool) -> str:
+    """One line saying what a sweep point means: infeasible, the first feasible value, or the
+    TCO per unit between it and the previous feasible point (for a power cap: whether the cap
+    binds there and what each extra MW saves)."""
+    if not _solved(row["tco_usd"]):
+        status = str(row["status"])
+        return (
+            "infeasible: no plan meets demand and SLAs here" if status == "infeasible" else status
+        )
+    slope = row["tco_change_per_unit_usd"]
+    if not _solved(slope):
+        if after_infeasible:
+            return "first feasible point: below it no plan exists at any price"
+        return "first point swept"
+    start = row["interval_from"]
+    if row["difference_within_gap"]:
+        what = "the cap does not bind" if per_mw else "no proven change"
+        return f"from {start:g}: {what} (TCO equal within the solver's gap)"
+    if per_mw:
+        return f"from {start:g}: the cap binds; each extra MW saves ${-slope / 1e6:,.2f}M"
+    return f"from {start:g}: TCO changes by ${slope / 1e6:+,.2f}M per unit"
+
+
+def price_sweep(frame: pd.DataFrame) -> pd.DataFrame:
+    """A Pareto sweep with the value of each unit of the parameter, by finite differences
+    between neighbouring feasible points (in increasing value):
+
+    - ``tco_change_per_unit_usd``: (TCO here − TCO at the previous feasible point) / (value
+      here − value there), the sweep's slope over that interval;
+    - ``usd_per_mw`` (power-cap sweeps in MW): − that slope, the discounted TCO each extra MW
+      of cap saves over the interval (about 0 where the cap does not bind);
+    - ``interval_from``: the previous feasible value;
+    - ``difference_within_gap``: the TCO difference is within the two solves' proven gaps, so
+      it is not proven (the limit may not bind there);
+    - ``infeasible``: no plan at this value; ``note``: the point in words.
+
+    Adds columns only; the sweep's own columns are unchanged."""
+    result = frame.copy()
+    parameter = str(frame["parameter"].iloc[0]) if len(frame) else ""
+    per_mw = parameter in PER_MW_PARAMETERS
+    columns = {"tco_change_per_unit_usd": None, "interval_from": None}
+    for name, default in columns.items():
+        result[name] = pd.Series([default] * len(result), index=result.index, dtype=object)
+    result["difference_within_gap"] = False
+    previous = None
+    for i in result.sort_values("value").index:
+        tco = result.at[i, "tco_usd"]
+        if not _solved(tco):
+            continue
+        if previous is not None:
+            p_value, p_tco, p_gap = previous
+            slope = (tco - p_tco) / (result.at[i, "value"] - p_value)
+            tolerance = (_gap(p_gap) + _gap(result.at[i, "gap"])) * max(abs(tco), abs(p_tco))
+            result.at[i, "tco_change_per_unit_usd"] = float(slope)
+            result.at[i, "interval_from"] = float(p_value)
+            result.at[i, "difference_within_gap"] = bool(abs(tco - p_tco) <= tolerance)
+        previous = (result.at[i, "value"], tco, result.at[i, "gap"])
+    if per_mw:
+        result["usd_per_mw"] = [
+            -float(s) if _solved(s) else None for s in result["tco_change_per_unit_usd"]
+        ]
+    result["infeasible"] = [str(s) == "infeasible" for s in result["status"]]
+    lowest_feasible = result.loc[[_solved(t) for t in result["tco_usd"]], "value"].min()
+    after = bool((result["infeasible"] & (result["value"] < lowest_feasible)).any())
+    result["note"] = [_point_note(row, per_mw, after) for row in result.to_dict("records")]
+    return result
+
+
+def _gap(gap: object) -> float:
+    """A solve's relative gap (0 when unknown)."""
+    return float(gap) if gap is not None and not pd.isna(gap) else 0.0

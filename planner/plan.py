@@ -18,6 +18,8 @@ from rackplan.planner.data import Diagnostic, PlanData
 from rackplan.planner.solve import PlanSolver, SolveOutcome
 
 VALUE_TOLERANCE = 1e-6
+COST_SCOPE = "rack capex, energy and maintenance; excludes facility, network and staff"
+"""What the cost per token covers (stated beside every $/token figure)."""
 OBJECTIVE_UNITS = {
     "min_tco": "USD",
     "max_served": "output tokens served over the horizon",
@@ -406,6 +408,9 @@ def _cost_per_million_tokens(
     among all classes by their tokens in t. Each class adds the energy above idle of its own
     allocation. Existing racks carry no capex (sunk). tokens_c,t: served output tokens.
     Prices, demand and capex come from the model (``Current``), so what-ifs report their own.
+
+    Also per million *total* tokens (prompt + output: every prompt token, prefix-cache hits
+    included, as a token-priced API bills them), and the cost's scope (``cost_scope``).
     """
     s = data.scenario
     periods = data.periods
@@ -422,6 +427,7 @@ def _cost_per_million_tokens(
             amortised[(row.rack, periods[k])] += row.racks_bought * now.capex_usd[row.rack] / span
     cost = {c.name: 0.0 for c in s.classes}
     tokens = {c.name: 0.0 for c in s.classes}
+    prompt_tokens = {c.name: 0.0 for c in s.classes}
     maintenance = s.economics.maintenance_fraction_per_year
     for t, period in enumerate(s.periods):
         p = period.name
@@ -434,6 +440,9 @@ def _cost_per_million_tokens(
         all_tokens = sum(period_tokens.values())
         for c, value in period_tokens.items():
             tokens[c] += factor * value
+        for c in s.classes:
+            prompt = now.forecast(c, "prefill", p) * served[(c.name, p)] * period.hours * 3600
+            prompt_tokens[c.name] += factor * prompt / 1e6
         here = allocation[allocation["period"] == p]
         for r, info in data.racks.items():
             installed = float(
@@ -462,6 +471,14 @@ def _cost_per_million_tokens(
             "cost_usd_discounted": cost[c],
             "output_tokens_million_discounted": tokens[c],
             "usd_per_million_output_tokens": cost[c] / tokens[c] if tokens[c] > 0 else None,
+            "prompt_tokens_million_discounted": prompt_tokens[c],
+            "total_tokens_million_discounted": prompt_tokens[c] + tokens[c],
+            "usd_per_million_total_tokens": (
+                cost[c] / (prompt_tokens[c] + tokens[c])
+                if prompt_tokens[c] + tokens[c] > 0
+                else None
+            ),
+            "cost_scope": COST_SCOPE,
         }
         for c in cost
     ]

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FuncFormatter
 
 from rackplan.planner.files import atomic_path
 from rackplan.planner.rates import RateReport
@@ -22,7 +23,7 @@ def plot_fast_mode_frontier(report: RateReport, target: Path) -> None:
     """
     points = report.points
     decode = points.phase == "decode"
-    figure, axes = plt.subplots(figsize=(8, 5), dpi=120)
+    figure, axes = plt.subplots(figsize=(9.5, 5), dpi=120)
     for chips in np.unique(points.chips_per_replica[decode]):
         rows = decode & (points.chips_per_replica == chips)
         order = np.argsort(points.latency_ms[rows])
@@ -46,14 +47,21 @@ def plot_fast_mode_frontier(report: RateReport, target: Path) -> None:
             label="frontier",
         )
     if report.workload.tpot_ms:
-        axes.axvline(report.workload.tpot_ms, color="red", linestyle="--", label="TPOT target")
+        axes.axvline(
+            report.workload.tpot_ms,
+            color="red",
+            linestyle="--",
+            label=f"TPOT target ({report.workload.tpot_ms:g} ms)",
+        )
     axes.set_xscale("log")
-    axes.set_xlabel("TPOT (ms per output token)")
-    axes.set_ylabel("decode tokens/s per rack")
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    axes.set_xlabel("TPOT, ms per output token (log scale)")
+    axes.set_ylabel("decode output tokens/s per rack")
     axes.set_title(f"{report.llm_id} on {report.rack_id} ({report.precision}): fast-mode frontier")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=8)
+    # Outside the axes: the legend never hides a series or the TPOT target line.
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     figure.tight_layout()
     with atomic_path(target) as temporary:
-        figure.savefig(temporary)
+        figure.savefig(temporary, bbox_inches="tight")
     plt.close(figure)

@@ -217,14 +217,7 @@ def summarise(plan: Plan, data: PlanData) -> list[str]:
             f"tightest power headroom: {tight['headroom_mw']:.2f} MW in {tight['period']} (cap "
             f"{tight['power_cap_mw']:g} MW)"
         )
-    for row in plan.cost_per_million_tokens.itertuples():
-        if row.usd_per_million_output_tokens is not None and not pd.isna(
-            row.usd_per_million_output_tokens
-        ):
-            lines.append(
-                f"class {row._1}: ${row.usd_per_million_output_tokens:,.3f} per million output "
-                "tokens"
-            )
+    lines += _cost_per_token_lines(plan.cost_per_million_tokens)
     if len(plan.baselines):
         for row in plan.baselines.itertuples():
             if row.saving_pct is not None and abs(row.saving_pct) < 0.05:
@@ -234,6 +227,28 @@ def summarise(plan: Plan, data: PlanData) -> list[str]:
                     f"saves {row.saving_pct:.1f}% (${row.saving_usd / 1e6:,.1f}M) over "
                     f"{row.baseline}"
                 )
+            elif "infeasible" in str(row.baseline) or "none feasible" in str(row.baseline):
+                lines.append(f"baseline {row.baseline}")
             else:
-                lines.append(f"{row.baseline}: infeasible")
+                lines.append(f"baseline {row.baseline}: infeasible")
+    return lines
+
+
+def _cost_per_token_lines(table: pd.DataFrame) -> list[str]:
+    """One line per class: $ per million output tokens and per million total (prompt +
+    output) tokens, then the scope of the cost (what it covers and what it leaves out)."""
+    lines = []
+    for row in table.to_dict("records"):
+        output = row.get("usd_per_million_output_tokens")
+        if output is None or pd.isna(output):
+            continue
+        line = f"class {row['class']}: ${output:,.3f} per million output tokens"
+        total = row.get("usd_per_million_total_tokens")
+        if total is not None and not pd.isna(total):
+            line += f"; ${total:,.3f} per million tokens in and out"
+        lines.append(line)
+    if lines and "cost_scope" in table:
+        lines.append(
+            f"cost per token: {table['cost_scope'].iloc[0]}; tokens in and out = prompt + output"
+        )
     return lines
