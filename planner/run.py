@@ -196,7 +196,10 @@ def summarise(plan: Plan, data: PlanData) -> list[str]:
     if o.status == "time_limit":
         lines.append(f"TIME LIMIT reached: best plan found so far, not proven optimal{gap}")
     elif o.status == "feasible":
-        lines.append(f"not proven optimal: {o.status_text}")
+        lines.append(
+            f"{o.status_text}: no plan can be cheaper by more than that (the gap asked for; "
+            "--gap 1e-4 proves optimality)"
+        )
     lines += [f"warning: {d.message}" for d in data.diagnostics if not d.fatal]
     lines += [f"warning: {w}" for w in plan.warnings]
     buys = plan.purchases.groupby("period", sort=False)
