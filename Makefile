@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint clean postgresql
+.PHONY: run test bench lint clean postgresql libreoffice
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,15 @@ postgresql:
 	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql; } || \
 	  echo "PostgreSQL could not be installed: the PostgreSQL test variants will be skipped"
 
-test: $(STAMP) postgresql
+# The spreadsheet tests open exports in LibreOffice headless (formula injection, round trips).
+libreoffice:
+	@command -v soffice >/dev/null 2>&1 || \
+	  { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends \
+	      libreoffice-calc-nogui; } || \
+	  echo "LibreOffice could not be installed: the LibreOffice tests will be skipped"
+
+test: $(STAMP) postgresql libreoffice
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

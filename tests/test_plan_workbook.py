@@ -3,11 +3,14 @@ project's importer and re-solving gives the same plan; an edit to an input sheet
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
 
+from rackplan.catalogs.errors import InputError
 from rackplan.planner.export import write_xlsx
 from rackplan.planner.run import plan_scenario
 from rackplan.planner.scenario_io import load_scenario
@@ -63,3 +66,46 @@ def test_an_edited_input_sheet_is_solved(tmp_path, catalog):
     book.save(path)
     edited = plan_scenario(read_scenario(path, catalog), catalog, EXACT, with_baselines=False)
     assert edited.plan.tco_usd > first.plan.tco_usd * 1.2
+
+
+@pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice (soffice) not installed")
+def test_a_workbook_edited_through_libreoffice_is_re_solved(tmp_path, catalog):
+    """A planner's edit made in LibreOffice: the forecast cells become formulas (=value*2), which
+    our importer refuses until a spreadsheet has computed them; LibreOffice headless opens,
+    recalculates and saves the workbook; the importer then reads the computed values and the
+    re-solved plan serves twice the demand."""
+    scenario = load_scenario(QUICKSTART)
+    first = plan_scenario(scenario, catalog, EXACT, with_baselines=False)
+    path = write_xlsx(first, tmp_path / "plan.xlsx")
+    book = load_workbook(path)
+    sheet = book["input forecast"]
+    header = [c.value for c in sheet[1]]
+    for row in sheet.iter_rows(min_row=2):
+        for name in ("requests_per_s", "output_tokens_per_s"):
+            cell = row[header.index(name)]
+            if isinstance(cell.value, int | float):
+                cell.value = f"={cell.value!r}*2"
+    book.save(path)
+    with pytest.raises(InputError, match="formula"):
+        read_scenario(path, catalog)
+    out = tmp_path / "libreoffice"
+    subprocess.run(
+        [
+            "soffice",
+            "--headless",
+            f"-env:UserInstallation=file://{tmp_path / 'profile'}",
+            "--convert-to",
+            "xlsx",
+            "--outdir",
+            str(out),
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
+    edited = plan_scenario(
+        read_scenario(out / "plan.xlsx", catalog), catalog, EXACT, with_baselines=False
+    )
+    assert edited.plan.tco_usd > first.plan.tco_usd * 1.2
+    assert edited.plan.purchases["racks_bought"].sum() > first.plan.purchases["racks_bought"].sum()
