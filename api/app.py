@@ -33,6 +33,7 @@ from rackplan.api.routes import (
     rates,
     scenarios,
     sessions,
+    uncertainty,
 )
 from rackplan.api.settings import Settings
 from rackplan.catalogs.errors import InputError
@@ -283,4 +284,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _document_raw_bodies(app)
     for module in (health, catalogs, scenarios, plans, jobs, sessions, rates, keys):
         app.include_router(module.router)
+    app.include_router(uncertainty.router)  # robust plans and stress tests
     return app

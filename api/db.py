@@ -117,6 +117,28 @@ class JobRow(Base):
     tenant: Mapped[str] = _tenant_column()
 
 
+class AnalysisRow(Base):
+    """A robust plan or a stress test (schema version 5); its id is the id of the job that
+    made it."""
+
+    __tablename__ = "analyses"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    """robust | stress"""
+    scenario_id: Mapped[str] = mapped_column(String(32), index=True)
+    plan_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """The stress-tested plan (stress tests only)."""
+    status: Mapped[str] = mapped_column(String(32))
+    result: Mapped[dict] = mapped_column(JSON)
+    """The same keys as the CLI's robust.json / stress.json."""
+    tables: Mapped[dict] = mapped_column(JSON)
+    """Export tables: name -> list of records."""
+    audit: Mapped[dict] = mapped_column(JSON)
+    created_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    tenant: Mapped[str] = _tenant_column()
+
+
 class SessionRow(Base):
     __tablename__ = "sessions"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -219,11 +241,17 @@ def _tenants_v4(engine: Engine) -> None:
         )
 
 
+def _analyses_v5(engine: Engine) -> None:
+    """The analyses table: robust plans and stress tests made by jobs."""
+    AnalysisRow.__table__.create(engine, checkfirst=True)
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[Engine], None]], ...] = (
     (1, _create_v1),
     (2, _job_owner_v2),
     (3, _idempotency_unique_v3),
     (4, _tenants_v4),
+    (5, _analyses_v5),
 )
 """(version, step): applied in order to databases below that version."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -41,6 +41,7 @@ from multiprocessing.connection import Connection, wait
 from sqlalchemy import select
 
 from rackplan.api.db import Database, JobRow, PlanRow, SessionRow, VariantRow, now
+from rackplan.api.uncertainty_jobs import ANALYSES, store_analysis
 
 log = logging.getLogger("rackplan.api.jobs")
 RESTART_REASON = "the service stopped while this job was running; submit it again"
@@ -116,7 +117,7 @@ def _child(
         os.nice(SOLVER_NICENESS)
     from rackplan.api.worker import session_job, solve_job
 
-    work = solve_job if kind == "solve" else session_job
+    work = {"solve": solve_job, **ANALYSES}.get(kind, session_job)
     try:
         connection.send(("ok", work(db_url, job_id, request)))
     except Exception as exc:  # reported as the job's error, in words the client can act on
@@ -459,6 +460,8 @@ class JobRunner:
                 session.add(plan)
                 session.flush()
                 job.plan_id = plan.id
+            elif job.kind in ANALYSES:
+                store_analysis(session, job, value)
             else:
                 self._store_comparison(session, job, value)
             job.status = "succeeded"

@@ -852,6 +852,41 @@ def explain(
     _print_lines(result.explanation)
 
 
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Run the solves as tasks on this Dask scheduler (tcp://host:8786; default "
+        "without --workers: in this process).",
+    ),
+]
+WorkersOption = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        help="Run the solves on a local Dask cluster of N process workers (0: in this process).",
+    ),
+]
+
+
+def _dask_runner(scheduler: str | None, workers: int, progress: Callable[[], None]):
+    """A context giving a Dask task runner when --scheduler or --workers asks for one,
+    else None (solve in this process)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def runner():
+        if not scheduler and not workers:
+            yield None
+            return
+        from rackplan.planner.distributed import DaskRunner, dask_client
+
+        with dask_client(scheduler, workers or None) as client:
+            yield DaskRunner(client, progress)
+
+    return runner()
+
+
 @app.command("pareto")
 def pareto_command(
     path: Annotated[Path, typer.Argument(help="Scenario file or folder.")],
@@ -875,8 +910,11 @@ def pareto_command(
     racks: RacksOption = None,
     llms: LlmsOption = None,
     efficiency: EfficiencyOption = None,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = 0,
 ) -> None:
-    """TCO against one parameter: the frontier table and chart."""
+    """TCO against one parameter: the frontier table and chart. With --scheduler or --workers
+    every step is a Dask task on its own model, with the whole time limit each."""
     from rich.progress import Progress
 
     from rackplan.planner.whatif import pareto
@@ -884,16 +922,18 @@ def pareto_command(
     scenario, catalog = _scenario_and_catalog(path, racks, llms, efficiency)
     with Progress(console=err, transient=True, disable=as_json) as progress:
         task = progress.add_task(f"sweeping {sweep}", total=steps)
-        frame = pareto(
-            scenario,
-            catalog,
-            sweep,
-            start,
-            stop,
-            steps,
-            _options(time_limit, gap),
-            lambda: progress.advance(task),
-        )
+        advance = lambda: progress.advance(task)  # noqa: E731
+        with _dask_runner(scheduler, workers, advance) as runner:
+            if runner is None:
+                frame = pareto(
+                    scenario, catalog, sweep, start, stop, steps, _options(time_limit, gap), advance
+                )
+            else:
+                from rackplan.planner.distributed import pareto_distributed
+
+                frame = pareto_distributed(
+                    scenario, catalog, sweep, start, stop, steps, runner, _options(time_limit, gap)
+                )
     from rackplan.planner.export import price_sweep
 
     frame = price_sweep(frame)
@@ -990,8 +1030,11 @@ def whatif(
     racks: RacksOption = None,
     llms: LlmsOption = None,
     efficiency: EfficiencyOption = None,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = 0,
 ) -> None:
-    """Solve the base and each variant on one persistent model; compare side by side."""
+    """Solve the base and each variant on one persistent model; compare side by side. With
+    --scheduler or --workers the base and every variant are Dask tasks, each on its own model."""
     from rich.progress import Progress
 
     from rackplan.planner.session import parse_variant_options, read_variants_csv, run_comparison
@@ -1013,14 +1056,23 @@ def whatif(
         )
     with Progress(console=err, transient=True, disable=as_json) as progress:
         task = progress.add_task("solving variants", total=len(specs) + 1)
-        comparison = run_comparison(
-            scenario,
-            catalog,
-            specs,
-            _options(time_limit, gap),
-            lambda: progress.advance(task),
-            refine_gap=refine_gap or None,
-        )
+        advance = lambda: progress.advance(task)  # noqa: E731
+        with _dask_runner(scheduler, workers, advance) as runner:
+            if runner is None:
+                comparison = run_comparison(
+                    scenario,
+                    catalog,
+                    specs,
+                    _options(time_limit, gap),
+                    advance,
+                    refine_gap=refine_gap or None,
+                )
+            else:
+                from rackplan.planner.distributed import compare_distributed
+
+                comparison = compare_distributed(
+                    scenario, catalog, specs, runner, _options(time_limit, gap), refine_gap or None
+                )
     frame = comparison.frame
     if out_dir is not None:
         from rackplan.planner.export import write_frames

@@ -107,6 +107,18 @@ def tenants(tmp_path_factory, database_url):
         job = client.post(f"/v1/sessions/{session_id}/solve", headers=a).json()
         client.headers.update(a)
         assert _poll(client, job["id"])["status"] == "succeeded"
+        robust = client.post(
+            f"/v1/scenarios/{scenario_id}/robust-plans",
+            json={"wait_s": 120, "futures": 2},
+            headers=a,
+        )
+        assert robust.status_code == 201, robust.text
+        stress = client.post(
+            f"/v1/plans/{plan.json()['id']}/stress-tests",
+            json={"wait_s": 120, "samples": 20},
+            headers=a,
+        )
+        assert stress.status_code == 201, stress.text
         client.headers.clear()
         objects = {
             "scenario_id": scenario_id,
@@ -117,6 +129,8 @@ def tenants(tmp_path_factory, database_url):
             "catalog": "acme",
             "kind": "racks",
             "entry_id": "my-h200",
+            "robust_plan_id": robust.json()["id"],
+            "stress_test_id": stress.json()["id"],
         }
         yield client, a, b, objects, entry
 
@@ -129,6 +143,8 @@ def _body(operation: str, objects: dict, entry: dict) -> dict | None:
         "put_user_catalog_entry": dict(entry, capex_usd=1),
         "rotate_key": {},
         "create_session": {"name": "evil", "scenario_id": objects["scenario_id"]},
+        "create_robust_plan": {"wait_s": 0, "futures": 2},
+        "create_stress_test": {"wait_s": 0, "samples": 10},
     }
     return bodies.get(operation)
 
@@ -181,6 +197,8 @@ def test_a_is_untouched_after_the_attack(tenants, attack):
         f"/v1/plans/{objects['plan_id']}",
         f"/v1/plans/{objects['plan_id']}/export?format=csv",
         f"/v1/sessions/{objects['session_id']}/comparison",
+        f"/v1/robust-plans/{objects['robust_plan_id']}",
+        f"/v1/stress-tests/{objects['stress_test_id']}/export?format=xlsx",
     ):
         assert client.get(url, headers=a).status_code == 200, url
 
