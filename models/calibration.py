@@ -214,7 +214,7 @@ def fit_family(
         options={"xtol": 1e-3, "ftol": 1e-6, "maxfev": 600},
     )
     best = result.x if result.fun <= loss(start) else start
-    fitted = factors_at(best)
+    fitted = factors_at(_snap_to_bounds(names, best))
     return fitted.model_copy(
         update={
             **{n: round(float(getattr(fitted, n)), 4) for n in names},
@@ -222,6 +222,23 @@ def fit_family(
             "confidence": Confidence.measured,
         }
     )
+
+
+SNAP_SHARE = 1e-3
+"""A fitted value within this share of its bound's width of a bound is reported at the bound
+(the optimiser stops a hair inside it)."""
+
+
+def _snap_to_bounds(names: list[str], theta: np.ndarray) -> np.ndarray:
+    snapped = theta.copy()
+    for i, name in enumerate(names):
+        low, high = FIT_BOUNDS[name]
+        tolerance = SNAP_SHARE * (high - low)
+        if abs(theta[i] - low) <= tolerance:
+            snapped[i] = low
+        elif abs(theta[i] - high) <= tolerance:
+            snapped[i] = high
+    return snapped
 
 
 def _clip_to_bounds(name: str, value: float) -> float:

@@ -114,6 +114,8 @@ def overlapped(compute_s: np.ndarray, memory_s: np.ndarray, exponent: float) -> 
     Never below the max (the roofline) and never above the sum (no overlap)."""
     if exponent >= OVERLAP_EXACT_MAX:
         return np.maximum(compute_s, memory_s)
+    if exponent == 1.0:
+        return compute_s + memory_s
     high = np.maximum(np.maximum(compute_s, memory_s), 1e-300)
     low = np.minimum(compute_s, memory_s)
     return high * (1.0 + (low / high) ** exponent) ** (1.0 / exponent)
