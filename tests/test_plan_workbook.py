@@ -26,6 +26,19 @@ def _purchases(result) -> list[tuple]:
     return sorted(zip(frame["period"], frame["rack"], frame["racks_bought"], strict=True))
 
 
+def _edit_forecast(path: Path, change) -> None:
+    """Replace every numeric demand cell of the workbook's input forecast by ``change(value)``."""
+    book = load_workbook(path)
+    sheet = book["input forecast"]
+    header = [c.value for c in sheet[1]]
+    for row in sheet.iter_rows(min_row=2):
+        for name in ("requests_per_s", "output_tokens_per_s"):
+            cell = row[header.index(name)]
+            if isinstance(cell.value, int | float):
+                cell.value = change(cell.value)
+    book.save(path)
+
+
 def test_export_reimport_resolve_same_plan(tmp_path, catalog):
     scenario = load_scenario(QUICKSTART)
     first = plan_scenario(scenario, catalog, EXACT, with_baselines=False)
@@ -55,15 +68,7 @@ def test_an_edited_input_sheet_is_solved(tmp_path, catalog):
     scenario = load_scenario(QUICKSTART)
     first = plan_scenario(scenario, catalog, EXACT, with_baselines=False)
     path = write_xlsx(first, tmp_path / "plan.xlsx")
-    book = load_workbook(path)
-    sheet = book["input forecast"]
-    header = [c.value for c in sheet[1]]
-    for row in sheet.iter_rows(min_row=2):
-        for name in ("requests_per_s", "output_tokens_per_s"):
-            cell = row[header.index(name)]
-            if isinstance(cell.value, int | float):
-                cell.value *= 2
-    book.save(path)
+    _edit_forecast(path, lambda value: value * 2)
     edited = plan_scenario(read_scenario(path, catalog), catalog, EXACT, with_baselines=False)
     assert edited.plan.tco_usd > first.plan.tco_usd * 1.2
 
@@ -77,15 +82,7 @@ def test_a_workbook_edited_through_libreoffice_is_re_solved(tmp_path, catalog):
     scenario = load_scenario(QUICKSTART)
     first = plan_scenario(scenario, catalog, EXACT, with_baselines=False)
     path = write_xlsx(first, tmp_path / "plan.xlsx")
-    book = load_workbook(path)
-    sheet = book["input forecast"]
-    header = [c.value for c in sheet[1]]
-    for row in sheet.iter_rows(min_row=2):
-        for name in ("requests_per_s", "output_tokens_per_s"):
-            cell = row[header.index(name)]
-            if isinstance(cell.value, int | float):
-                cell.value = f"={cell.value!r}*2"
-    book.save(path)
+    _edit_forecast(path, lambda value: f"={value!r}*2")
     with pytest.raises(InputError, match="formula"):
         read_scenario(path, catalog)
     out = tmp_path / "libreoffice"
