@@ -525,9 +525,10 @@ def test_review_regressions(service, tmp_path):
     assert response.status_code == 422 and "user catalog" in response.json()["message"]
     unknown = json.loads(json.dumps(QUICKSTART))
     unknown["racks"].append({"rack": "no-such-rack"})
-    sid = _scenario(client, unknown)
-    response = client.post(f"/v1/scenarios/{sid}/plans", json={"wait_s": 0})
-    assert response.status_code == 422 and response.json()["field"] == "racks.3.rack"
+    # refused when the scenario is created (issue 14), naming the table, row and field
+    response = client.post("/v1/scenarios", json={"scenario": unknown})
+    assert response.status_code == 422 and response.json()["field"] == "racks.rack"
+    assert response.json()["errors"][0]["value"] == "no-such-rack"
     infinite = (
         '{"scenario": '
         + json.dumps(QUICKSTART).replace('"hours": 2190', '"hours": Infinity', 1)
@@ -652,3 +653,21 @@ def test_a_version_3_database_keeps_its_data_under_the_default_tenant(tmp_path):
         _authorise(client, "other")
         assert client.get("/v1/scenarios/s-old").status_code == 404
         assert client.get("/v1/scenarios").json()["total"] == 0
+
+
+def test_unknown_rack_and_llm_ids_are_refused_when_the_scenario_is_created(service):
+    """Reference checks at creation (not at solve time), each with a did-you-mean; an id from
+    one of the tenant's user catalogs is known."""
+    client, _, _ = service
+    scenario = json.loads(json.dumps(QUICKSTART))
+    scenario["racks"] = [{"rack": "gb200-nvl27"}]
+    scenario["classes"][0]["llm"] = "llama-3.1-70"
+    response = client.post("/v1/scenarios", json={"scenario": scenario})
+    assert response.status_code == 422, response.text
+    text = json.dumps(response.json())
+    assert "gb200-nvl27" in text and "gb200-nvl72" in text  # did you mean
+    assert "llama-3.1-70" in text and "llama-3.1-70b" in text
+    h200 = client.get("/v1/catalogs/racks/hgx-h200").json()
+    client.put("/v1/user-catalogs/refs/racks/refs-h200", json=dict(h200, id="refs-h200"))
+    ok = dict(QUICKSTART, racks=[{"rack": "refs-h200"}])
+    assert client.post("/v1/scenarios", json={"scenario": ok}).status_code == 201

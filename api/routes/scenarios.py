@@ -53,7 +53,36 @@ def parse_slot() -> Iterator[None]:
         PARSERS.release()
 
 
+def _check_references(app, scenario: Scenario, caller: Caller) -> None:
+    """Unknown rack or LLM ids are a 422 when the scenario is created, not at solve time.
+
+    Known ids: the shipped catalog's, and those of every user catalog the tenant can name when
+    solving (its own and the shared ones). Each unknown id is reported once, with where it is
+    used and a "did you mean"."""
+    from types import SimpleNamespace
+
+    from rackplan.api.db import SHARED_TENANT, CatalogEntryRow
+    from rackplan.api.routes.catalogs import shipped_catalog
+    from rackplan.planner.references import validate_references
+
+    shipped = shipped_catalog()
+    racks, llms = set(shipped.racks), set(shipped.llms)
+    with app.db.transaction() as session:
+        rows = session.execute(
+            select(CatalogEntryRow.kind, CatalogEntryRow.entry_id).where(
+                CatalogEntryRow.tenant.in_([caller.tenant, SHARED_TENANT])
+            )
+        ).all()
+    for kind, entry_id in rows:
+        (racks if kind == "racks" else llms).add(entry_id)
+    known = SimpleNamespace(racks=dict.fromkeys(sorted(racks)), llms=dict.fromkeys(sorted(llms)))
+    problems = validate_references(scenario, known)
+    if problems:
+        raise InputError(problems)
+
+
 def _store(app, scenario: Scenario, caller: Caller) -> ScenarioOut:
+    _check_references(app, scenario, caller)
     with app.db.transaction() as session:
         row = ScenarioRow(
             name=scenario.name,
