@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint clean postgresql
+.PHONY: run test bench lint clean postgresql chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,15 @@ postgresql:
 	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql; } || \
 	  echo "PostgreSQL could not be installed: the PostgreSQL test variants will be skipped"
 
-test: $(STAMP) postgresql
+# The browser tests (tests/test_web_browser.py) drive Debian's chromium with Playwright (no
+# browser download): install it when it is missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || \
+	  { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; } || \
+	  echo "chromium could not be installed: the browser tests will be skipped"
+
+test: $(STAMP) postgresql chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

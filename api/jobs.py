@@ -40,7 +40,7 @@ from multiprocessing.connection import Connection, wait
 
 from sqlalchemy import select
 
-from rackplan.api.db import Database, JobRow, PlanRow, SessionRow, VariantRow, now
+from rackplan.api.db import Database, JobRow, PlanRow, SessionRow, SweepRow, VariantRow, now
 
 log = logging.getLogger("rackplan.api.jobs")
 RESTART_REASON = "the service stopped while this job was running; submit it again"
@@ -114,9 +114,9 @@ def _child(
     _die_with_server(server_pid)
     with contextlib.suppress(OSError):
         os.nice(SOLVER_NICENESS)
-    from rackplan.api.worker import session_job, solve_job
+    from rackplan.api.worker import pareto_job, session_job, solve_job
 
-    work = solve_job if kind == "solve" else session_job
+    work = {"solve": solve_job, "session": session_job, "pareto": pareto_job}[kind]
     try:
         connection.send(("ok", work(db_url, job_id, request)))
     except Exception as exc:  # reported as the job's error, in words the client can act on
@@ -459,6 +459,10 @@ class JobRunner:
                 session.add(plan)
                 session.flush()
                 job.plan_id = plan.id
+            elif job.kind == "pareto":
+                sweep = session.get(SweepRow, job.request["sweep_id"])
+                if sweep is not None:
+                    sweep.result = value["sweep"]
             else:
                 self._store_comparison(session, job, value)
             job.status = "succeeded"
