@@ -402,3 +402,31 @@ def test_an_infeasible_variant_is_explained(page, server):
     shot(page, "session-infeasible")
     assert "tiny-cap is infeasible" in text
     assert "power cap in 2027Q1 short by" in text
+
+
+def test_inline_edits_are_checked_saved_and_an_infeasible_plan_is_explained(page, server):
+    """Edit the power caps in place: a bad value is named; good values make a new scenario,
+    whose solve is infeasible and whose plan page says which limits to relax, by how much."""
+    sign_in(page, server["keys"]["acme"])
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    start_example(page, "quickstart")
+    cap = page.get_by_label("power_cap_mw of periods row 1")
+    cap.fill("-5")
+    page.get_by_role("button", name="Save edits as a new scenario").click()
+    page.wait_for_selector(".problems")
+    cells = page.locator(".problems tbody td").all_inner_texts()
+    assert cells[:3] == ["periods", "1", "power_cap_mw"] and "-5" in cells[4], cells
+    shot(page, "scenario-edit-problem")
+    page.get_by_label("power_cap_mw of periods row 1").fill("0.1")
+    page.get_by_label("power_cap_mw of periods row 2").fill("0.1")
+    page.get_by_role("button", name="Save edits as a new scenario").click()
+    page.wait_for_url("**/scenarios/*?edited=1")
+    assert page.get_by_role("heading", name="quickstart (edited)").count() == 1
+    assert page.get_by_label("power_cap_mw of periods row 1").input_value() == "0.1"
+    page.get_by_role("button", name="Solve this scenario").click()
+    wait_for_job(page, "#inf-title")
+    text = page.inner_text("main")
+    shot(page, "plan-infeasible")
+    assert "No feasible plan" in text and "Limits to relax" in text
+    assert "power cap in 2027Q1 short by" in text

@@ -3,6 +3,7 @@ security headers, and a route class that turns the API's errors into HTML pages.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
@@ -158,6 +159,21 @@ def writer(user: WebUser) -> None:
         raise HTTPException(403, "this key lacks the 'write' scope")
 
 
+TABLE_FIELD = re.compile(r"^(?:body\.)?(?:scenario\.)?(\w+)\.(\d+)\.(.+)$")
+
+
+def located(field: str, message: object, value: object) -> dict:
+    """A problem in a scenario's table (``periods.0.power_cap_mw``) as table, row (from 1)
+    and column, like an upload's problems; other fields as they are."""
+    match = TABLE_FIELD.match(field)
+    if match is None:
+        return {"file": None, "row": None, "column": field, "message": message, "value": value}
+    table, index, column = match.groups()
+    name = views.TABLE_TITLES.get(table, table)
+    return {"file": name, "row": int(index) + 1, "column": column, "message": message,
+            "value": value}  # fmt: skip
+
+
 def problem_rows(exc: Exception) -> list[dict]:
     """Problems of an upload or an edit with their file, row and column (or field)."""
     if isinstance(exc, InputError):
@@ -168,16 +184,14 @@ def problem_rows(exc: Exception) -> list[dict]:
         ]  # fmt: skip
     if isinstance(exc, EdgeError):
         return [
-            {"file": None, "row": None, "column": p.get("field"), "message": p.get("message"),
-             "value": p.get("value")}
+            located(str(p.get("field")), p.get("message"), p.get("value"))
             for p in exc.problems[:200]
-        ]  # fmt: skip
+        ]
     if isinstance(exc, ValidationError):
         return [
-            {"file": None, "row": None, "column": ".".join(str(x) for x in e["loc"]),
-             "message": e["msg"], "value": e.get("input")}
+            located(".".join(str(x) for x in e["loc"]), e["msg"], e.get("input"))
             for e in exc.errors()[:200]
-        ]  # fmt: skip
+        ]
     if isinstance(exc, HTTPException):
         return [{"file": None, "row": None, "column": None, "message": str(exc.detail)}]
     raise exc

@@ -194,7 +194,9 @@ def _scenario_context(app: State, scenario_id: str, caller: Caller) -> dict:
         "scenario_id": scenario_id,
         "name": name,
         "tables": tables,
-        "columns": {t: views.table_columns(rows) for t, rows in tables.items()},
+        "columns": {
+            t: views.table_columns(rows, views.EDITABLE.get(t, ())) for t, rows in tables.items()
+        },
         "titles": views.TABLE_TITLES,
         "editable": views.EDITABLE,
         "settings": views.settings_rows(model),

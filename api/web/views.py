@@ -152,12 +152,13 @@ def scenario_tables(scenario: dict) -> dict[str, list[dict]]:
     return {table: list(scenario.get(table) or []) for table in TABLE_TITLES}
 
 
-def table_columns(rows: list[dict]) -> list[str]:
-    """Columns that hold a value in at least one row, in their first row's order."""
+def table_columns(rows: list[dict], editable: tuple[str, ...] = ()) -> list[str]:
+    """Columns that hold a value in at least one row, in their first row's order, and the
+    editable ones even when empty."""
     columns: list[str] = []
     for row in rows:
         for key, value in row.items():
-            if key not in columns and value not in (None, [], ""):
+            if key not in columns and (value not in (None, [], "") or key in editable):
                 columns.append(key)
     return columns
 
