@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint clean postgresql libreoffice
+.PHONY: run test bench lint clean postgresql libreoffice chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,16 @@ libreoffice:
 	      libreoffice-calc-nogui; } || \
 	  echo "LibreOffice could not be installed: the LibreOffice tests will be skipped"
 
-test: $(STAMP) postgresql libreoffice
+
+# The browser tests (tests/test_web_browser.py) drive Debian's chromium with Playwright (no
+# browser download): install it when it is missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || \
+	  { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; } || \
+	  echo "chromium could not be installed: the browser tests will be skipped"
+
+test: $(STAMP) postgresql libreoffice chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException
@@ -36,6 +36,7 @@ from rackplan.api.routes import (
     uncertainty,
 )
 from rackplan.api.settings import Settings
+from rackplan.api.web import mount as web
 from rackplan.catalogs.errors import InputError
 
 log = logging.getLogger("rackplan.api")
@@ -91,10 +92,13 @@ class BodyLimit:
         self.app = app
         self.settings = settings
 
-    async def _refused(self, scope) -> JSONResponse | None:
-        """401/403 for a write without a usable key, before a byte of its body is read."""
+    async def _refused(self, scope) -> Response | None:
+        """401/403 for a write without a usable key, before a byte of its body is read; a
+        browser page's form (outside /v1) needs a signed-in session instead."""
         if scope.get("path") in OPEN_PATHS:
             return None
+        if not scope.get("path", "").startswith("/v1/"):
+            return await web.refused(scope)
         key = presented_key(_header(scope, b"authorization"), _header(scope, b"x-api-key"))
         if not key:
             return problem(401, "an API key is required: send 'Authorization: Bearer <key>'")
@@ -285,4 +289,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, catalogs, scenarios, plans, jobs, sessions, rates, keys):
         app.include_router(module.router)
     app.include_router(uncertainty.router)  # robust plans and stress tests
+    web.install(app)
     return app

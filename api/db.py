@@ -173,6 +173,36 @@ class CatalogEntryRow(Base):
     """The owning tenant, or SHARED_TENANT for a shared catalog."""
 
 
+class WebSessionRow(Base):
+    """A browser's signed-in session (``api/web``): the cookie holds a random token, the
+    database its hash, the key it was opened with (never the key itself) and a CSRF token."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """SHA-256 of the cookie's token."""
+    key_id: Mapped[str] = mapped_column(String(32), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    tenant: Mapped[str] = _tenant_column()
+
+
+class SweepRow(Base):
+    """A Pareto sweep of a what-if session: TCO at ``steps`` values of one parameter."""
+
+    __tablename__ = "sweeps"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id"), index=True)
+    parameter: Mapped[str] = mapped_column(String(200))
+    start: Mapped[float] = mapped_column(Float)
+    stop: Mapped[float] = mapped_column(Float)
+    steps: Mapped[int] = mapped_column(Integer)
+    result: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+    tenant: Mapped[str] = _tenant_column()
+
+
 def _create_v1(engine: Engine) -> None:
     Base.metadata.create_all(engine)
 
@@ -206,7 +236,8 @@ TENANT_TABLES = (
     "variants",
     "catalog_entries",
 )
-"""Every table whose rows belong to a tenant (schema version 4)."""
+"""Every table whose rows belong to a tenant (schema version 4; since version 5 also
+``web_sessions`` and ``sweeps``, created with their tenant column)."""
 
 
 def _add_column(engine: Engine, table: str, column: str, ddl: str) -> None:
@@ -246,12 +277,18 @@ def _analyses_v5(engine: Engine) -> None:
     AnalysisRow.__table__.create(engine, checkfirst=True)
 
 
+def _web_v6(engine: Engine) -> None:
+    """The browser pages' sessions and the what-if sessions' Pareto sweeps."""
+    Base.metadata.create_all(engine, tables=[WebSessionRow.__table__, SweepRow.__table__])
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[Engine], None]], ...] = (
     (1, _create_v1),
     (2, _job_owner_v2),
     (3, _idempotency_unique_v3),
     (4, _tenants_v4),
     (5, _analyses_v5),
+    (6, _web_v6),
 )
 """(version, step): applied in order to databases below that version."""
 SCHEMA_VERSION = MIGRATIONS[-1][0]

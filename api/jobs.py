@@ -40,7 +40,7 @@ from multiprocessing.connection import Connection, wait
 
 from sqlalchemy import select
 
-from rackplan.api.db import Database, JobRow, PlanRow, SessionRow, VariantRow, now
+from rackplan.api.db import Database, JobRow, PlanRow, SessionRow, SweepRow, VariantRow, now
 from rackplan.api.uncertainty_jobs import ANALYSES, store_analysis
 
 log = logging.getLogger("rackplan.api.jobs")
@@ -115,9 +115,9 @@ def _child(
     _die_with_server(server_pid)
     with contextlib.suppress(OSError):
         os.nice(SOLVER_NICENESS)
-    from rackplan.api.worker import session_job, solve_job
+    from rackplan.api.worker import pareto_job, session_job, solve_job
 
-    work = {"solve": solve_job, **ANALYSES}.get(kind, session_job)
+    work = {"solve": solve_job, "session": session_job, "pareto": pareto_job, **ANALYSES}[kind]
     try:
         connection.send(("ok", work(db_url, job_id, request)))
     except Exception as exc:  # reported as the job's error, in words the client can act on
@@ -462,6 +462,10 @@ class JobRunner:
                 job.plan_id = plan.id
             elif job.kind in ANALYSES:
                 store_analysis(session, job, value)
+            elif job.kind == "pareto":
+                sweep = session.get(SweepRow, job.request["sweep_id"])
+                if sweep is not None:
+                    sweep.result = value["sweep"]
             else:
                 self._store_comparison(session, job, value)
             job.status = "succeeded"

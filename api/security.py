@@ -155,6 +155,16 @@ def authenticate(db: Database, key: str) -> Caller | None:
     return caller
 
 
+def caller_of_key(db: Database, key_id: str) -> Caller | None:
+    """The caller a stored key stands for, if it is still usable (a browser session signed in
+    with a key ends when the key is revoked or expires)."""
+    with db.read() as session:
+        row = session.get(ApiKey, key_id)
+    if row is None or not usable(row):
+        return None
+    return Caller(key_id=row.id, tenant=row.tenant, scopes=frozenset(row.scopes.split(",")))
+
+
 def list_keys(db: Database, tenant: str | None = None) -> list[ApiKey]:
     """Every key (of one tenant when given), oldest first."""
     query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)

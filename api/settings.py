@@ -63,6 +63,11 @@ class Settings:
         default_factory=lambda: float(os.environ.get("RACKPLAN_SOLVE_TIME_LIMIT_S", 60))
     )
 
+    web_session_ttl_s: float = field(
+        default_factory=lambda: float(os.environ.get("RACKPLAN_WEB_SESSION_TTL_S", 8 * 3600))
+    )
+    """How long a browser stays signed in (the pages at /) before it must sign in again."""
+
     @property
     def url(self) -> str:
         if self.database_url:

@@ -31,6 +31,24 @@ def _mark_running(db_url: str, job_id: str) -> None:
     db.engine.dispose()
 
 
+class Progress:
+    """Records a job's progress (0.1 at start, 1.0 at the end) after each of ``total`` steps,
+    so a page polling the job shows how far it is."""
+
+    def __init__(self, db_url: str, job_id: str, total: int):
+        self.db_url, self.job_id, self.total, self.done = db_url, job_id, max(1, total), 0
+
+    def __call__(self) -> None:
+        self.done += 1
+        db = Database(self.db_url)
+        with db.transaction() as session:
+            job = session.get(JobRow, self.job_id)
+            if job is not None and job.status == "running":
+                job.progress = min(0.95, 0.1 + 0.85 * self.done / self.total)
+                job.updated_at = now()
+        db.engine.dispose()
+
+
 def catalog_with(entries: dict[str, list[dict]]) -> Catalog:
     """The shipped catalog plus user entries (JSON in the shape of RackType / LLM), by id."""
     base = load_catalog()
@@ -93,7 +111,30 @@ def session_job(db_url: str, job_id: str, request: dict) -> dict:
         Variant(v["name"], tuple((c["key"], float(c["value"])) for c in v["changes"]))
         for v in request["variants"]
     ]
-    frame = compare_variants(scenario, catalog, variants, _options(request))
+    progress = Progress(db_url, job_id, len(variants) + 1)
+    frame = compare_variants(scenario, catalog, variants, _options(request), progress)
     from rackplan.planner.plan import json_records
 
     return {"status": "succeeded", "comparison": json_records(frame)}
+
+
+def pareto_job(db_url: str, job_id: str, request: dict) -> dict:
+    """A Pareto sweep of TCO against one parameter; return its rows (value, TCO, frontier)."""
+    from rackplan.planner.plan import json_records
+    from rackplan.planner.whatif import pareto
+
+    _mark_running(db_url, job_id)
+    scenario = Scenario.model_validate(request["scenario"])
+    catalog = catalog_with(request.get("catalog_entries", {}))
+    steps = int(request["steps"])
+    frame = pareto(
+        scenario,
+        catalog,
+        request["parameter"],
+        float(request["start"]),
+        float(request["stop"]),
+        steps,
+        _options(request),
+        Progress(db_url, job_id, steps),
+    )
+    return {"status": "succeeded", "sweep": json_records(frame)}

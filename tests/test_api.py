@@ -455,7 +455,7 @@ def test_schema_migrates_an_older_database(tmp_path):
         )
     engine.dispose()
     db = Database(url)
-    assert db.version == SCHEMA_VERSION == 5
+    assert db.version == SCHEMA_VERSION == 6
     assert "owner" in {c["name"] for c in inspect(db.engine).get_columns("jobs")}
 
 
@@ -647,7 +647,7 @@ def test_a_version_3_database_keeps_its_data_under_the_default_tenant(tmp_path):
     connection.close()
     app = create_app(_settings(tmp_path))
     with TestClient(app) as client:
-        assert app.state.rackplan.db.version == 5
+        assert app.state.rackplan.db.version == 6
         old = client.get("/v1/scenarios/s-old", headers={"Authorization": "Bearer rp_old"})
         assert old.status_code == 200 and old.json()["scenario"]["name"] == "quickstart"
         _authorise(client, "other")

@@ -67,6 +67,8 @@ def test_wheel_ships_subpackages_catalog_data_and_type_marker(wheel_names: list[
         "rackplan/catalogs/data/racks.csv",
         "rackplan/planner/model.py",
         "rackplan/api/routes/plans.py",
+        "rackplan/api/web/templates/plan.html",
+        "rackplan/api/web/static/rackplan.js",
     ):
         assert required in names, required
     assert not any(name.startswith("rackplan/tests/") for name in names)
