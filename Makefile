@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/rates.py
 	$(BIN)/python bench/plan.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/web.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
