@@ -21,10 +21,10 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from api import create_key, free_port, start_server, wait_ready  # noqa: E402
-from plan import generate  # noqa: E402
+from plan import generate
 
-from rackplan.planner.library import load_scenario  # noqa: E402
+from api import create_key, free_port, start_server, wait_ready
+from rackplan.planner.library import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 1.0
