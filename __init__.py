@@ -29,7 +29,7 @@ _LAZY = {
     "Session": "rackplan.planner.library",
     "load_scenario": "rackplan.planner.library",
     "save_scenario": "rackplan.planner.library",
-    "PlanResult": "rackplan.planner.run",
+    "PlanResult": "rackplan.planner.core.run",
     "Scenario": "rackplan.models.scenario",
 }
 

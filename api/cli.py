@@ -9,7 +9,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from rackplan.planner.cli import app, main, out
+from rackplan.planner.cli.main import app, main, out
 
 keys_app = typer.Typer(help="Manage API keys for the REST service.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")

@@ -86,7 +86,7 @@ def json_safe(value: Any) -> Any:
 
 
 def _tables(frames: dict) -> dict[str, list[dict]]:
-    from rackplan.planner.plan import json_records
+    from rackplan.planner.core.plan import json_records
 
     return {name: json_safe(json_records(frame)) for name, frame in frames.items()}
 
@@ -95,7 +95,7 @@ def _plan_data(request: dict):
     """The scenario's PlanData with the request's catalog; fatal diagnostics are input errors."""
     from rackplan.api.worker import catalog_with
     from rackplan.models.scenario import Scenario
-    from rackplan.planner.data import prepare
+    from rackplan.planner.core.data import prepare
 
     scenario = Scenario.model_validate(request["scenario"])
     data = prepare(scenario, catalog_with(request.get("catalog_entries", {})))
@@ -116,8 +116,8 @@ def _audit(request: dict, **extra: Any) -> dict:
 def robust_job(db_url: str, job_id: str, request: dict) -> dict:
     """A two-stage stochastic plan of the request's scenario (``rackplan robust``)."""
     from rackplan.api.worker import _mark_running
-    from rackplan.planner.futures import scenario_draws
-    from rackplan.planner.stochastic import StochasticOptions, robust_plan
+    from rackplan.planner.core.futures import scenario_draws
+    from rackplan.planner.core.stochastic import StochasticOptions, robust_plan
 
     _mark_running(db_url, job_id)
     data = _plan_data(request)
@@ -145,7 +145,7 @@ def robust_job(db_url: str, job_id: str, request: dict) -> dict:
 def stress_job(db_url: str, job_id: str, request: dict) -> dict:
     """A stress test of a stored plan's purchases (``rackplan stress``)."""
     from rackplan.api.worker import _mark_running
-    from rackplan.planner.stress import FixedPlan, stress_test
+    from rackplan.planner.core.stress import FixedPlan, stress_test
 
     _mark_running(db_url, job_id)
     data = _plan_data(request)

@@ -15,9 +15,9 @@ from rackplan.catalogs.loader import Catalog, load_catalog
 from rackplan.models.hardware import RackType
 from rackplan.models.llm import LLM
 from rackplan.models.scenario import Scenario
-from rackplan.planner.run import plan_scenario
-from rackplan.planner.session import Variant, compare_variants
-from rackplan.planner.solve import SolveOptions
+from rackplan.planner.core.run import plan_scenario
+from rackplan.planner.core.session import Variant, compare_variants
+from rackplan.planner.core.solve import SolveOptions
 
 
 def _mark_running(db_url: str, job_id: str) -> None:
@@ -113,15 +113,15 @@ def session_job(db_url: str, job_id: str, request: dict) -> dict:
     ]
     progress = Progress(db_url, job_id, len(variants) + 1)
     frame = compare_variants(scenario, catalog, variants, _options(request), progress)
-    from rackplan.planner.plan import json_records
+    from rackplan.planner.core.plan import json_records
 
     return {"status": "succeeded", "comparison": json_records(frame)}
 
 
 def pareto_job(db_url: str, job_id: str, request: dict) -> dict:
     """A Pareto sweep of TCO against one parameter; return its rows (value, TCO, frontier)."""
-    from rackplan.planner.plan import json_records
-    from rackplan.planner.whatif import pareto
+    from rackplan.planner.core.plan import json_records
+    from rackplan.planner.core.whatif import pareto
 
     _mark_running(db_url, job_id)
     scenario = Scenario.model_validate(request["scenario"])

@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from rackplan.catalogs.loader import load_catalog  # noqa: E402
 from rackplan.models.scenario import Demand, Period, RackOption, Scenario, WorkloadClass  # noqa: E402
-from rackplan.planner.data import prepare  # noqa: E402
-from rackplan.planner.scenario_io import save_scenario_json  # noqa: E402
-from rackplan.planner.solve import PlanSolver, SolveOptions  # noqa: E402
-from rackplan.planner.whatif import Baseline, apply_change  # noqa: E402
+from rackplan.planner.core.data import prepare  # noqa: E402
+from rackplan.planner.core.solve import PlanSolver, SolveOptions  # noqa: E402
+from rackplan.planner.core.whatif import Baseline, apply_change  # noqa: E402
+from rackplan.planner.io.scenario_io import save_scenario_json  # noqa: E402
 
 SIZES = {"S": (3, 4, 4), "M": (6, 12, 12), "L": (10, 40, 16)}
 RACKS = (

@@ -26,13 +26,13 @@ from plan import generate  # noqa: E402
 
 from rackplan.catalogs.loader import load_catalog  # noqa: E402
 from rackplan.models.scenario import Futures, SampledQuantity  # noqa: E402
-from rackplan.planner.data import prepare  # noqa: E402
-from rackplan.planner.distributed import DaskRunner, dask_client  # noqa: E402
-from rackplan.planner.futures import scenario_draws  # noqa: E402
-from rackplan.planner.run import plan_scenario  # noqa: E402
-from rackplan.planner.solve import SolveOptions  # noqa: E402
-from rackplan.planner.stochastic import StochasticOptions, solve_extensive  # noqa: E402
-from rackplan.planner.stress import (  # noqa: E402
+from rackplan.planner.core.data import prepare  # noqa: E402
+from rackplan.planner.core.distributed import DaskRunner, dask_client  # noqa: E402
+from rackplan.planner.core.futures import scenario_draws  # noqa: E402
+from rackplan.planner.core.run import plan_scenario  # noqa: E402
+from rackplan.planner.core.solve import SolveOptions  # noqa: E402
+from rackplan.planner.core.stochastic import StochasticOptions, solve_extensive  # noqa: E402
+from rackplan.planner.core.stress import (  # noqa: E402
     FixedPlan,
     StressTask,
     run_task,

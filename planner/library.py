@@ -17,12 +17,12 @@ from rackplan.catalogs.errors import InputError, Problem
 from rackplan.catalogs.loader import Catalog, load_catalog
 from rackplan.models.scenario import Scenario
 from rackplan.models.workload import Workload
-from rackplan.planner.rates import RateReport, rate_report
-from rackplan.planner.run import PlanResult, plan_scenario
-from rackplan.planner.scenario_io import load_scenario as _load_scenario
-from rackplan.planner.scenario_io import save_scenario_json
-from rackplan.planner.session import Variant, compare_variants
-from rackplan.planner.solve import SolveOptions
+from rackplan.planner.core.rates import RateReport, rate_report
+from rackplan.planner.core.run import PlanResult, plan_scenario
+from rackplan.planner.core.session import Variant, compare_variants
+from rackplan.planner.core.solve import SolveOptions
+from rackplan.planner.io.scenario_io import load_scenario as _load_scenario
+from rackplan.planner.io.scenario_io import save_scenario_json
 
 ScenarioSource = str | Path | Scenario
 
@@ -40,7 +40,7 @@ def save_scenario(scenario: Scenario, path: str | Path) -> Path:
     if path.suffix.lower() == ".json":
         save_scenario_json(scenario, path)
         return path
-    from rackplan.planner.spreadsheets import write_scenario
+    from rackplan.planner.io.spreadsheets import write_scenario
 
     return write_scenario(scenario, path)
 
@@ -134,7 +134,7 @@ class Session:
                 head, _, target = key.partition("__")
                 key = f"{head}:{target.replace('_', '-')}"
             parsed.append((key, float(value)))
-        from rackplan.planner.session import _check_key
+        from rackplan.planner.core.session import _check_key
 
         for key, _ in parsed:
             _check_key(key, "Session.add")

@@ -9,7 +9,7 @@ import pytest
 from rackplan.catalogs.loader import Catalog, load_catalog
 from rackplan.models.hardware import EfficiencyFactors
 
-# The CLI sizes piped output from COLUMNS (read when rackplan.planner.cli is imported): tests
+# The CLI sizes piped output from COLUMNS (read when rackplan.planner.cli.main is imported): tests
 # see the default 200 columns whatever the developer's terminal exports; tests of narrow
 # output set COLUMNS for their own subprocess.
 os.environ.pop("COLUMNS", None)

@@ -13,9 +13,9 @@ from rackplan.models.scenario import (
     ServingMode,
     WorkloadClass,
 )
-from rackplan.planner.run import PlanResult, plan_scenario
-from rackplan.planner.solve import SolveOptions
-from rackplan.planner.verify import verify_plan
+from rackplan.planner.core.run import PlanResult, plan_scenario
+from rackplan.planner.core.solve import SolveOptions
+from rackplan.planner.core.verify import verify_plan
 
 FLAT = Economics(discount_rate_per_year=0.0, maintenance_fraction_per_year=0.0)
 """No discounting or maintenance: totals can be added up by hand."""

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from rackplan.catalogs.errors import InputError
-from rackplan.planner.alternatives import near_optimal, total_bought
-from rackplan.planner.run import plan_scenario
-from rackplan.planner.verify import verify_plan
+from rackplan.planner.core.alternatives import near_optimal, total_bought
+from rackplan.planner.core.run import plan_scenario
+from rackplan.planner.core.verify import verify_plan
 from tests.test_whatif_keys import EXACT, _scenario
 
 
@@ -49,8 +49,8 @@ def test_unknown_rack_gets_did_you_mean(catalog):
 
 
 def test_cli_alternatives(tmp_path, catalog):
-    from rackplan.planner.cli import main
-    from rackplan.planner.scenario_io import save_scenario_json
+    from rackplan.planner.cli.main import main
+    from rackplan.planner.io.scenario_io import save_scenario_json
 
     path = tmp_path / "s.json"
     save_scenario_json(_scenario(), path)

@@ -141,7 +141,7 @@ def test_a_csv_header_of_30000_columns_is_a_quick_422(service):
 
 
 def _workbook(tmp_path: Path) -> bytes:
-    from rackplan.planner.spreadsheets import read_scenario, write_scenario
+    from rackplan.planner.io.spreadsheets import read_scenario, write_scenario
 
     path = write_scenario(read_scenario(EXAMPLES / "power-capped-colo"), tmp_path / "w.xlsx")
     return path.read_bytes()

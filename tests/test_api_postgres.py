@@ -30,7 +30,8 @@ def test_round_trip_on_postgresql(tmp_path, postgres_server):
         client.headers.update({"Authorization": f"Bearer {key}"})
         scenario_id = client.post("/v1/scenarios", json={"scenario": QUICKSTART}).json()["id"]
         plan = client.post(
-            f"/v1/scenarios/{scenario_id}/plans", json={"wait_s": 120, "baselines": False}
+            f"/v1/scenarios/{scenario_id}/plans",
+            json={"wait_s": 120, "baselines": False, "gap": 1e-6},
         )
         assert plan.status_code == 201, plan.text
         assert plan.json()["plan"]["status"] == "optimal"

@@ -23,7 +23,7 @@ from rackplan.api.routes.uncertainty import MAX_STRESS_SAMPLES
 from rackplan.api.security import create_key
 from rackplan.api.settings import Settings
 from rackplan.api.uncertainty_jobs import JobProgress, json_safe
-from rackplan.planner.cli import app as cli_app
+from rackplan.planner.cli.main import app as cli_app
 
 ROOT = Path(__file__).parents[1]
 QUICKSTART_PATH = ROOT / "examples" / "quickstart" / "scenario.json"

@@ -94,5 +94,17 @@ def test_the_graph_sees_real_imports():
     """Guard against a checker that passes because it reads nothing."""
     graph = _graph()
     assert "rackplan.models.roofline" in graph["rackplan.models.operating_points"]
-    assert "rackplan.planner.run" in graph["rackplan.planner.export"]
+    assert "rackplan.planner.core.run" in graph["rackplan.planner.io.export"]
     assert len(graph) > 40
+
+
+def test_the_planner_core_and_file_io_never_import_the_command_line():
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in _graph().items()
+        if module.startswith(("rackplan.planner.core.", "rackplan.planner.io."))
+        for target in targets
+        if target.startswith("rackplan.planner.cli")
+    ]
+    assert wrong == []
+    assert any(m.startswith("rackplan.planner.core.") for m in _graph())

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rackplan.catalogs.loader import MEASURED_FILE
-from rackplan.planner.cli import EXIT_INVALID, app, main
+from rackplan.planner.cli.main import EXIT_INVALID, app, main
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from rackplan.planner.cli import EXIT_INFEASIBLE, app
+from rackplan.planner.cli.main import EXIT_INFEASIBLE, app
 
 runner = CliRunner()
 QUICKSTART = Path(__file__).parents[1] / "examples" / "quickstart" / "scenario.json"
@@ -138,21 +138,21 @@ def test_whatif_variants_side_by_side(tmp_path):
 
 
 def test_whatif_bad_key_is_named(capsys):
-    from rackplan.planner.cli import main
+    from rackplan.planner.cli.main import main
 
     assert main(["whatif", str(QUICKSTART), "--variant", "x:power=2"]) == 2
     assert "unknown what-if key" in capsys.readouterr().err
 
 
 def test_solve_missing_file_is_invalid_input(capsys, tmp_path):
-    from rackplan.planner.cli import main
+    from rackplan.planner.cli.main import main
 
     assert main(["solve", str(tmp_path / "nope.json")]) == 2
     assert "file not found" in capsys.readouterr().err
 
 
 def test_scenario_field_errors_name_the_path(capsys, tmp_path):
-    from rackplan.planner.cli import main
+    from rackplan.planner.cli.main import main
 
     scenario = json.loads(QUICKSTART.read_text())
     scenario["periods"][1]["hours"] = -5

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rackplan.planner.cli import app as cli_app
-from rackplan.planner.distributed import (
+from rackplan.planner.cli.main import app as cli_app
+from rackplan.planner.core.distributed import (
     DaskRunner,
     ParetoStep,
     VariantTask,
@@ -20,10 +20,10 @@ from rackplan.planner.distributed import (
     dask_client,
     pareto_distributed,
 )
-from rackplan.planner.scenario_io import load_scenario
-from rackplan.planner.session import Variant, run_comparison
-from rackplan.planner.solve import SolveOptions
-from rackplan.planner.whatif import pareto
+from rackplan.planner.core.session import Variant, run_comparison
+from rackplan.planner.core.solve import SolveOptions
+from rackplan.planner.core.whatif import pareto
+from rackplan.planner.io.scenario_io import load_scenario
 
 QUICKSTART = Path(__file__).parents[1] / "examples" / "quickstart" / "scenario.json"
 OPTIONS = SolveOptions(time_limit_s=30, rel_gap=1e-6)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from rackplan.catalogs.errors import InputError, Problem
-from rackplan.planner.references import scenario_warnings, validate_references
-from rackplan.planner.scenario_io import load_scenario
-from rackplan.planner.spreadsheets import normalise_period, read_scenario, write_template
+from rackplan.planner.io.references import scenario_warnings, validate_references
+from rackplan.planner.io.scenario_io import load_scenario
+from rackplan.planner.io.spreadsheets import normalise_period, read_scenario, write_template
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "frontier-2027"
 
@@ -123,7 +123,7 @@ def test_template_rate_example_is_warned_about(tmp_path, catalog):
 
 
 def test_template_never_overwrites_without_force(tmp_path):
-    from rackplan.planner.cli import main
+    from rackplan.planner.cli.main import main
 
     filled = tmp_path / "filled.xlsx"
     filled.write_bytes(b"my work")

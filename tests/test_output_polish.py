@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from rackplan.planner.charts import parameter_label, plot_costs, plot_pareto, spans_decades
-from rackplan.planner.cli import EXIT_BROKEN_PIPE, _ms, app
-from rackplan.planner.export import price_sweep
+from rackplan.planner.cli.main import EXIT_BROKEN_PIPE, _ms, app
+from rackplan.planner.io.charts import parameter_label, plot_costs, plot_pareto, spans_decades
+from rackplan.planner.io.export import price_sweep
 
 runner = CliRunner()
 ROOT = Path(__file__).parents[1]

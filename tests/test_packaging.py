@@ -65,7 +65,7 @@ def test_wheel_ships_subpackages_catalog_data_and_type_marker(wheel_names: list[
         "rackplan/py.typed",
         "rackplan/models/roofline.py",
         "rackplan/catalogs/data/racks.csv",
-        "rackplan/planner/model.py",
+        "rackplan/planner/core/model.py",
         "rackplan/api/routes/plans.py",
         "rackplan/api/web/templates/plan.html",
         "rackplan/api/web/static/rackplan.js",

@@ -11,11 +11,11 @@ import pytest
 from openpyxl import load_workbook
 
 from rackplan.catalogs.errors import InputError
-from rackplan.planner.export import write_xlsx
-from rackplan.planner.run import plan_scenario
-from rackplan.planner.scenario_io import load_scenario
-from rackplan.planner.solve import SolveOptions
-from rackplan.planner.spreadsheets import read_scenario
+from rackplan.planner.core.run import plan_scenario
+from rackplan.planner.core.solve import SolveOptions
+from rackplan.planner.io.export import write_xlsx
+from rackplan.planner.io.scenario_io import load_scenario
+from rackplan.planner.io.spreadsheets import read_scenario
 
 QUICKSTART = Path(__file__).parents[1] / "examples" / "quickstart" / "scenario.json"
 EXACT = SolveOptions(time_limit_s=60, rel_gap=1e-9)

@@ -23,7 +23,7 @@ from rackplan.models.scenario import (
     ServingMode,
     WorkloadClass,
 )
-from rackplan.planner.data import prepare
+from rackplan.planner.core.data import prepare
 from tests.planning import Demand, RackOption, periods, scenario, solve_checked
 
 RACKS = ("hgx-h100", "hgx-b200")

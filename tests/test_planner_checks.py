@@ -8,10 +8,10 @@ import pyomo.environ as pyo
 import pytest
 
 from rackplan.models.scenario import Policy, ServingMode, WorkloadClass
-from rackplan.planner.data import prepare
-from rackplan.planner.shadow import fix_integers, restore_integers
-from rackplan.planner.solve import PlanSolver, SolveOptions
-from rackplan.planner.verify import verify_plan
+from rackplan.planner.core.data import prepare
+from rackplan.planner.core.shadow import fix_integers, restore_integers
+from rackplan.planner.core.solve import PlanSolver, SolveOptions
+from rackplan.planner.core.verify import verify_plan
 from tests.planning import (
     Demand,
     RackOption,
@@ -399,8 +399,8 @@ def test_checker_refuses_batches_beyond_the_engine_and_memory_limits(catalog):
     of 2048 sequences, memory, weights within max_weight_share on decode replicas) is caught."""
     from pathlib import Path
 
-    from rackplan.planner.run import plan_scenario
-    from rackplan.planner.scenario_io import load_scenario
+    from rackplan.planner.core.run import plan_scenario
+    from rackplan.planner.io.scenario_io import load_scenario
 
     scenario = load_scenario(
         Path(__file__).parents[1] / "examples" / "quickstart" / "scenario.json"

@@ -16,7 +16,7 @@ from rackplan.models.scenario import (
     ServingMode,
     WorkloadClass,
 )
-from rackplan.planner.numeric import safe_ceil, safe_floor
+from rackplan.planner.core.numeric import safe_ceil, safe_floor
 from tests.planning import Demand, RackOption, periods, scenario, solve_checked
 
 SECONDS_PER_HOUR = 3600.0
@@ -225,7 +225,7 @@ def test_max_served_reports_tokens_without_the_tie_break(catalog):
 def test_status_says_optimal_only_within_the_gap(condition, incumbent, gap, status, text):
     from pyomo.contrib.solver.common.results import TerminationCondition
 
-    from rackplan.planner.solve import solve_status, status_text
+    from rackplan.planner.core.solve import solve_status, status_text
 
     found = solve_status(TerminationCondition[condition], incumbent, gap)
     assert found == status
@@ -235,9 +235,9 @@ def test_status_says_optimal_only_within_the_gap(condition, incumbent, gap, stat
 def test_a_loose_gap_is_reported_as_within_not_optimal(catalog):
     """A loose target (50 %): HiGHS stops at its first incumbent, 0.48 % above the bound. It was
     reported "optimal"; now it is "within 0.48 % of optimal" in the JSON and the summary."""
-    from rackplan.planner.export import summary_frame
-    from rackplan.planner.run import plan_scenario
-    from rackplan.planner.solve import SolveOptions
+    from rackplan.planner.core.run import plan_scenario
+    from rackplan.planner.core.solve import SolveOptions
+    from rackplan.planner.io.export import summary_frame
 
     result = plan_scenario(
         _slow_and_fast(1), catalog, SolveOptions(rel_gap=0.5), with_baselines=False

@@ -234,7 +234,7 @@ def test_a_plan_buying_a_withdrawn_product_warns(catalog):
     the plan JSON and the CLI summary; on the shipped catalog it carries none."""
     from dataclasses import replace
 
-    from rackplan.planner.run import summarise
+    from rackplan.planner.core.run import summarise
 
     sc = _one_rack_one_period()
     shipping = solve_checked(sc, catalog)

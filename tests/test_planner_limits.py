@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from rackplan.models.scenario import Objective, Scenario
-from rackplan.planner.plan import Plan
+from rackplan.planner.core.plan import Plan
 from tests.planning import solve_checked
 from tests.test_planner_bruteforce import _instance
 

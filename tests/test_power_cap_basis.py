@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from rackplan.models.scenario import Objective, Policy, Scenario
-from rackplan.planner.verify import verify_plan
+from rackplan.planner.core.verify import verify_plan
 from tests.planning import (
     Demand,
     RackOption,
@@ -154,8 +154,8 @@ def test_power_cap_basis_survives_a_spreadsheet_round_trip(tmp_path):
     """The setting is read from settings.csv / the workbook and written back, not dropped."""
     from pathlib import Path
 
-    from rackplan.planner.scenario_io import load_scenario
-    from rackplan.planner.spreadsheets import read_scenario, write_scenario
+    from rackplan.planner.io.scenario_io import load_scenario
+    from rackplan.planner.io.spreadsheets import read_scenario, write_scenario
 
     base = load_scenario(Path(__file__).parents[1] / "examples" / "quickstart" / "scenario.json")
     expected = base.model_copy(

@@ -11,10 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from rackplan.catalogs.errors import InputError
-from rackplan.planner.cli import app
-from rackplan.planner.run import plan_scenario
-from rackplan.planner.scenario_io import load_scenario, load_scenario_json
-from rackplan.planner.spreadsheets import (
+from rackplan.planner.cli.main import app
+from rackplan.planner.core.run import plan_scenario
+from rackplan.planner.core.verify import verify_plan
+from rackplan.planner.io.scenario_io import load_scenario, load_scenario_json
+from rackplan.planner.io.spreadsheets import (
     normalise_period,
     parse_fraction,
     parse_number,
@@ -22,7 +23,6 @@ from rackplan.planner.spreadsheets import (
     write_scenario,
     write_template,
 )
-from rackplan.planner.verify import verify_plan
 
 DATA = Path(__file__).parent / "data"
 EXAMPLES = Path(__file__).parents[1] / "examples"
@@ -141,7 +141,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 
 def test_cli_reports_bad_files_without_traceback(capsys):
-    from rackplan.planner.cli import main
+    from rackplan.planner.cli.main import main
 
     assert main(["solve", str(DATA / "bad_scenarios" / "bad_number")]) == 2
     err = capsys.readouterr().err
@@ -257,9 +257,9 @@ def test_power_capped_colo_pareto(tmp_path):
 
 def test_scenario_file_docs_are_current():
     """docs/scenario-files.md is rendered from the table specs; regenerate it with
-    python -c "from rackplan.planner.scenario_tables import markdown as m; print(m(), end='')" \
+    python -c "from rackplan.planner.io.scenario_tables import markdown as m; print(m(), end='')" \
         > docs/scenario-files.md"""
-    from rackplan.planner.scenario_tables import markdown
+    from rackplan.planner.io.scenario_tables import markdown
 
     docs = Path(__file__).parents[1] / "docs" / "scenario-files.md"
     assert docs.read_text(encoding="utf-8") == markdown()

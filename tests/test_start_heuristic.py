@@ -1,4 +1,4 @@
-"""The LP-neighbourhood start (planner/start.py) supplies an incumbent and nothing else.
+"""The LP-neighbourhood start (planner/core/start.py) supplies an incumbent and nothing else.
 
 - the start is a feasible point of the loaded MIP (rows, bounds, integrality recomputed here
   from HiGHS's own matrix), no better than the LP bound;
@@ -15,17 +15,17 @@ import pytest
 from scipy.sparse import csc_matrix
 
 from rackplan.models.scenario import Objective
-from rackplan.planner.data import prepare
-from rackplan.planner.run import plan_scenario
-from rackplan.planner.scenario_io import load_scenario
-from rackplan.planner.solve import PlanSolver, SolveOptions
-from rackplan.planner.start import (
+from rackplan.planner.core.data import prepare
+from rackplan.planner.core.run import plan_scenario
+from rackplan.planner.core.solve import PlanSolver, SolveOptions
+from rackplan.planner.core.start import (
     lp_neighbourhood_start,
     lp_relaxation,
     neighbourhood_bounds,
     start_columns,
 )
-from rackplan.planner.verify import verify_plan
+from rackplan.planner.core.verify import verify_plan
+from rackplan.planner.io.scenario_io import load_scenario
 from tests.test_planner_bruteforce import _instance, brute_force
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -333,9 +333,9 @@ def test_rates_json_and_planner_columns_carry_the_family_rate_band(catalog):
     efficiency.csv, in ``rates --json`` (points and end-to-end) and on every roofline column."""
     from pathlib import Path
 
-    from rackplan.planner.data import prepare
-    from rackplan.planner.rates import rate_report
-    from rackplan.planner.scenario_io import load_scenario
+    from rackplan.planner.core.data import prepare
+    from rackplan.planner.core.rates import rate_report
+    from rackplan.planner.io.scenario_io import load_scenario
 
     band = catalog.efficiency["blackwell"]
     assert band.rate_error_low_pct > 0 and band.rate_error_high_pct > 0

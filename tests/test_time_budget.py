@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rackplan.planner import run
-from rackplan.planner.solve import PlanSolver, SolveOptions, TimeBudget
+from rackplan.planner.core import run
+from rackplan.planner.core.solve import PlanSolver, SolveOptions, TimeBudget
 from tests.planning import Demand, RackOption, disaggregated_class, measured, periods, scenario
 
 
@@ -85,7 +85,7 @@ def test_a_generous_budget_cuts_nothing(catalog):
 
 def test_pareto_steps_share_the_budget(catalog):
     """A spent budget: every step of the sweep is skipped and listed."""
-    from rackplan.planner.whatif import pareto
+    from rackplan.planner.core.whatif import pareto
 
     frame = pareto(
         _two_types(), catalog, "budget_scale", 1.0, 2.0, 3, SolveOptions(time_limit_s=0.0)

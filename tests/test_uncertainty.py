@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rackplan.models.scenario import Demand, Futures, FutureScale, NamedFuture, SampledQuantity
-from rackplan.planner.data import prepare
-from rackplan.planner.distributed import DaskRunner, dask_client, scheduler_address
-from rackplan.planner.futures import (
+from rackplan.planner.core.data import prepare
+from rackplan.planner.core.distributed import DaskRunner, dask_client, scheduler_address
+from rackplan.planner.core.futures import (
     BASE,
     FutureDraw,
     named_draws,
@@ -25,17 +25,17 @@ from rackplan.planner.futures import (
     sample_seed,
     scenario_draws,
 )
-from rackplan.planner.run import plan_scenario
-from rackplan.planner.scenario_io import load_scenario
-from rackplan.planner.solve import SolveOptions
-from rackplan.planner.spreadsheets import read_scenario, write_scenario
-from rackplan.planner.stochastic import StochasticOptions, cvar, robust_plan, solve_extensive
-from rackplan.planner.stress import (
+from rackplan.planner.core.run import plan_scenario
+from rackplan.planner.core.solve import SolveOptions
+from rackplan.planner.core.stochastic import StochasticOptions, cvar, robust_plan, solve_extensive
+from rackplan.planner.core.stress import (
     FixedPlan,
     base_result,
     run_task,
     stress_test,
 )
+from rackplan.planner.io.scenario_io import load_scenario
+from rackplan.planner.io.spreadsheets import read_scenario, write_scenario
 from tests.planning import RackOption, disaggregated_class, measured, periods, scenario
 
 EXACT = {"rel_gap": 1e-9, "time_limit_s": 30}
@@ -321,7 +321,7 @@ def slow_task(task):
 
 def test_a_worker_killed_mid_sweep_is_retried_and_nothing_is_lost(catalog):
     data, fixed, _ = _sampled_tiny(catalog)
-    from rackplan.planner.stress import StressTask, sample_batches
+    from rackplan.planner.core.stress import StressTask, sample_batches
 
     tasks = [StressTask(data, fixed, 5, b) for b in sample_batches(24, 2)]
     expected = [r for t in tasks for r in run_task(t)]

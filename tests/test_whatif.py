@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from rackplan.planner.data import prepare
-from rackplan.planner.solve import PlanSolver, SolveOptions
-from rackplan.planner.whatif import Baseline, apply_change
+from rackplan.planner.core.data import prepare
+from rackplan.planner.core.solve import PlanSolver, SolveOptions
+from rackplan.planner.core.whatif import Baseline, apply_change
 from tests.planning import Demand, RackOption, disaggregated_class, measured, periods, scenario
 
 EXACT = SolveOptions(time_limit_s=30, rel_gap=1e-9)
@@ -132,7 +132,7 @@ def test_k_types_bound_follows_demand_what_ifs(catalog):
 
 def test_plan_tables_after_an_in_place_what_if_match_a_fresh_plan(catalog):
     """Demand, caps and prices in the tables come from the model, not the base scenario."""
-    from rackplan.planner.plan import extract_plan
+    from rackplan.planner.core.plan import extract_plan
 
     solver = PlanSolver(prepare(_scenario(2500), catalog), EXACT)
     solver.solve()

@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 
 from rackplan.catalogs.errors import InputError
-from rackplan.planner.run import plan_scenario
-from rackplan.planner.session import (
+from rackplan.planner.core.run import plan_scenario
+from rackplan.planner.core.session import (
     WITHIN_GAP_NOTE,
     Variant,
     changed_scenario,
     parse_variant_options,
     run_comparison,
 )
-from rackplan.planner.solve import SolveOptions
+from rackplan.planner.core.solve import SolveOptions
 from tests.planning import Demand, RackOption, disaggregated_class, measured, periods, scenario
 
 EXACT = SolveOptions(time_limit_s=30, rel_gap=1e-9)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from rackplan.models.scenario import Objective, Policy
-from rackplan.planner.data import prepare
-from rackplan.planner.solve import PlanSolver
-from rackplan.planner.whatif import Baseline, apply_change
+from rackplan.planner.core.data import prepare
+from rackplan.planner.core.solve import PlanSolver
+from rackplan.planner.core.whatif import Baseline, apply_change
 from tests.planning import periods
 from tests.test_whatif import EXACT, _fresh, _scenario
 

@@ -20,8 +20,8 @@ from rackplan.api.routes.jobs import start_job, wait_for
 from rackplan.api.schemas import JobOut, PlanOut, SolveRequest
 from rackplan.api.security import Caller
 from rackplan.catalogs.errors import InputError, Problem
-from rackplan.planner.export import TABLES
-from rackplan.planner.spreadsheets import write_workbook
+from rackplan.planner.io.export import TABLES
+from rackplan.planner.io.spreadsheets import write_workbook
 
 router = APIRouter(tags=["plans"])
 

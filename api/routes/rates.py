@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from rackplan.api.deps import Reader
 from rackplan.api.routes.catalogs import shipped_catalog
 from rackplan.models.workload import Workload
-from rackplan.planner.rates import rate_report
+from rackplan.planner.core.rates import rate_report
 
 router = APIRouter(prefix="/v1/rates", tags=["rates"])
 

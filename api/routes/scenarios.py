@@ -33,7 +33,7 @@ from rackplan.models.scenario import (
     Scenario,
     WorkloadClass,
 )
-from rackplan.planner.spreadsheets import catalog_extensions, read_scenario
+from rackplan.planner.io.spreadsheets import catalog_extensions, read_scenario
 
 router = APIRouter(prefix="/v1/scenarios", tags=["scenarios"])
 PARSERS = threading.BoundedSemaphore(2)
@@ -63,7 +63,7 @@ def _check_references(app, scenario: Scenario, caller: Caller) -> None:
 
     from rackplan.api.db import SHARED_TENANT, CatalogEntryRow
     from rackplan.api.routes.catalogs import shipped_catalog
-    from rackplan.planner.references import validate_references
+    from rackplan.planner.io.references import validate_references
 
     shipped = shipped_catalog()
     racks, llms = set(shipped.racks), set(shipped.llms)

@@ -15,8 +15,8 @@ from rackplan.api.deps import Reader, StateDep, Writer, owned
 from rackplan.api.routes.jobs import start_job
 from rackplan.api.schemas import JobOut, SessionCreate, SessionOut, VariantIn
 from rackplan.api.security import Caller
-from rackplan.planner.session import parse_variant_options
-from rackplan.planner.spreadsheets import write_workbook
+from rackplan.planner.core.session import parse_variant_options
+from rackplan.planner.io.spreadsheets import write_workbook
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 

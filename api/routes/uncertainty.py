@@ -31,7 +31,7 @@ from rackplan.api.schemas import JobOut, UtcDatetime
 from rackplan.api.security import Caller
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.models.scenario import Objective, Scenario
-from rackplan.planner.spreadsheets import write_workbook
+from rackplan.planner.io.spreadsheets import write_workbook
 
 router = APIRouter(tags=["uncertainty"])
 

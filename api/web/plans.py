@@ -18,7 +18,7 @@ from rackplan.api.security import Caller
 from rackplan.api.web import charts, views
 from rackplan.api.web.common import SECURITY_HEADERS, User, WebRoute, render
 from rackplan.models.scenario import Scenario
-from rackplan.planner.spreadsheets import INPUT_PREFIX, scenario_frames, write_workbook
+from rackplan.planner.io.spreadsheets import INPUT_PREFIX, scenario_frames, write_workbook
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

@@ -143,8 +143,8 @@ def upload(
 
 def _starter(source: str) -> Scenario:
     """An example scenario, or the template (one example row per table)."""
+    from rackplan.planner.io.spreadsheets import read_scenario, write_template
     from rackplan.planner.library import load_scenario
-    from rackplan.planner.spreadsheets import read_scenario, write_template
 
     if source == "template":
         with tempfile.TemporaryDirectory() as folder:

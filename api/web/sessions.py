@@ -26,7 +26,7 @@ from rackplan.api.web.common import FormUser, User, WebRoute, problem_rows, redi
 from rackplan.api.web.plans import XLSX, attachment, workbook_bytes
 from rackplan.catalogs.errors import InputError
 from rackplan.models.scenario import Scenario
-from rackplan.planner.session import Variant, check_variants
+from rackplan.planner.core.session import Variant, check_variants
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 SWEEP_STEPS = (2, 12)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rackplan.planner.spreadsheets import scenario_frames
+from rackplan.planner.io.spreadsheets import scenario_frames
 
 EDITABLE = {
     "periods": ("power_cap_mw", "capex_budget_usd", "electricity_usd_per_kwh"),

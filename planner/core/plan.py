@@ -14,8 +14,8 @@ import pandas as pd
 import pyomo.environ as pyo
 
 from rackplan.models.scenario import HOURS_PER_YEAR
-from rackplan.planner.data import Diagnostic, PlanData
-from rackplan.planner.solve import PlanSolver, SolveOutcome
+from rackplan.planner.core.data import Diagnostic, PlanData
+from rackplan.planner.core.solve import PlanSolver, SolveOutcome
 
 VALUE_TOLERANCE = 1e-6
 COST_SCOPE = "rack capex, energy and maintenance; excludes facility, network and staff"

@@ -20,13 +20,13 @@ import pandas as pd
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.catalogs.loader import Catalog
 from rackplan.models.scenario import Scenario
-from rackplan.planner.data import prepare
-from rackplan.planner.matrices import buy_matrix, buys_text
-from rackplan.planner.plan import Plan, extract_plan
-from rackplan.planner.run import plan_scenario
-from rackplan.planner.solve import PlanSolver, SolveOptions, SolveOutcome
-from rackplan.planner.suggest import did_you_mean
-from rackplan.planner.whatif import (
+from rackplan.planner.core.data import prepare
+from rackplan.planner.core.matrices import buy_matrix, buys_text
+from rackplan.planner.core.plan import Plan, extract_plan
+from rackplan.planner.core.run import plan_scenario
+from rackplan.planner.core.solve import PlanSolver, SolveOptions, SolveOutcome
+from rackplan.planner.core.suggest import did_you_mean
+from rackplan.planner.core.whatif import (
     IN_PLACE,
     REBUILD,
     TEXT_KEYS,

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import pyomo.environ as pyo
 
-from rackplan.planner.data import PlanData
-from rackplan.planner.model import RELAXABLE_FAMILIES, SLACK_UNITS
-from rackplan.planner.solve import PlanSolver, SolveOptions
+from rackplan.planner.core.data import PlanData
+from rackplan.planner.core.model import RELAXABLE_FAMILIES, SLACK_UNITS
+from rackplan.planner.core.solve import PlanSolver, SolveOptions
 
 SLACK_TOLERANCE = 1e-6
 

@@ -34,15 +34,15 @@ from rackplan.models.scenario import (
     Scenario,
     WorkloadClass,
 )
-from rackplan.planner.files import atomic_path
-from rackplan.planner.futures import futures_frame, futures_from_records
-from rackplan.planner.references import (
+from rackplan.planner.core.futures import futures_frame, futures_from_records
+from rackplan.planner.io.files import atomic_path
+from rackplan.planner.io.references import (
     Reference,
     duplicate_problems,
     known_ids,
     reference_problems,
 )
-from rackplan.planner.scenario_tables import CATALOG_TABLES, TABLES, Column, Table
+from rackplan.planner.io.scenario_tables import CATALOG_TABLES, TABLES, Column, Table
 
 INPUT_PREFIX = "input "
 """Sheets of a plan workbook holding its scenario (see ``planner.export.workbook_frames``)."""
@@ -793,7 +793,7 @@ def write_scenario(scenario: Scenario, path: Path) -> Path:
         with atomic_path(path) as temporary:
             write_workbook(frames, temporary)
         return path
-    from rackplan.planner.files import replace_folder
+    from rackplan.planner.io.files import replace_folder
 
     def fill(folder: Path) -> None:
         for name, frame in frames.items():
@@ -854,7 +854,7 @@ def write_template(path: Path, force: bool = False) -> Path:
         with atomic_path(path) as temporary:
             write_workbook({"README": readme_frame(), **frames}, temporary)
         return path
-    from rackplan.planner.files import replace_folder
+    from rackplan.planner.io.files import replace_folder
 
     def fill(folder: Path) -> None:
         for name, frame in frames.items():

@@ -33,7 +33,7 @@ from rackplan.models.scenario import (
     SampledQuantity,
     Scenario,
 )
-from rackplan.planner.data import PlanData
+from rackplan.planner.core.data import PlanData
 
 
 @dataclass(frozen=True)

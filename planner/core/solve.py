@@ -18,9 +18,9 @@ from pyomo.contrib.solver.common.factory import SolverFactory
 from pyomo.contrib.solver.common.results import TerminationCondition
 
 from rackplan.catalogs.errors import InputError, Problem
-from rackplan.planner.data import PlanData
-from rackplan.planner.model import build_model, fleet_floor, fleet_upper_bounds
-from rackplan.planner.start import StartResult, lp_neighbourhood_start, start_columns
+from rackplan.planner.core.data import PlanData
+from rackplan.planner.core.model import build_model, fleet_floor, fleet_upper_bounds
+from rackplan.planner.core.start import StartResult, lp_neighbourhood_start, start_columns
 
 _HIGHS_OPTION_NAMES: set[str] | None = None
 
@@ -48,8 +48,9 @@ class SolveOptions:
     """HiGHS MIP gained nothing from 2 threads on this 2-core machine (DESIGN §5)."""
     highs_options: dict[str, object] = field(default_factory=dict)
     start_heuristic: str = "auto"
-    """The LP-neighbourhood start (``planner/start.py``) on the first solve: ``on``, ``off``, or
-    ``auto`` — on when the model has at least ``START_HEURISTIC_MIN_INTEGERS`` integers."""
+    """The LP-neighbourhood start (``planner/core/start.py``) on the first solve: ``on``,
+    ``off``, or ``auto`` — on when the model has at least ``START_HEURISTIC_MIN_INTEGERS``
+    integers."""
     start_time_share: float = 0.5
     """At most this share of the solve's time limit goes to the start heuristic."""
 

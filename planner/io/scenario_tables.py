@@ -467,7 +467,7 @@ def markdown() -> str:
         "",
         *_INTRO.splitlines(),
         "",
-        "This page is generated from `planner/scenario_tables.py`.",
+        "This page is generated from `planner/io/scenario_tables.py`.",
     ]
     for table in TABLES:
         lines += [

@@ -13,19 +13,19 @@ import pandas as pd
 
 from rackplan.catalogs.loader import Catalog
 from rackplan.models.scenario import Objective, Scenario
-from rackplan.planner.baselines import baselines as compute_baselines
-from rackplan.planner.data import PlanData, prepare
-from rackplan.planner.diagnose import Relaxation, explain_infeasible
-from rackplan.planner.plan import Plan, extract_plan
-from rackplan.planner.shadow import shadow_prices
-from rackplan.planner.solve import (
+from rackplan.planner.core.baselines import baselines as compute_baselines
+from rackplan.planner.core.data import PlanData, prepare
+from rackplan.planner.core.diagnose import Relaxation, explain_infeasible
+from rackplan.planner.core.plan import Plan, extract_plan
+from rackplan.planner.core.shadow import shadow_prices
+from rackplan.planner.core.solve import (
     PlanSolver,
     SolveOptions,
     SolveOutcome,
     TimeBudget,
     status_text,
 )
-from rackplan.planner.verify import Violation, verify_plan
+from rackplan.planner.core.verify import Violation, verify_plan
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import pandas as pd
 import pyomo.environ as pyo
 
-from rackplan.planner.data import PlanData
-from rackplan.planner.solve import CUT_SHORT, PlanSolver
+from rackplan.planner.core.data import PlanData
+from rackplan.planner.core.solve import CUT_SHORT, PlanSolver
 
 INTEGER_COMPONENTS = ("lots", "installed", "replicas", "type_used")
 DUAL_TOLERANCE = 1e-9

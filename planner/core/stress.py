@@ -33,8 +33,8 @@ import pandas as pd
 
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.models.scenario import HOURS_PER_YEAR, SampledQuantity
-from rackplan.planner.data import PlanData
-from rackplan.planner.futures import (
+from rackplan.planner.core.data import PlanData
+from rackplan.planner.core.futures import (
     BASE,
     FutureDraw,
     named_draws,
@@ -42,8 +42,8 @@ from rackplan.planner.futures import (
     sample_draw,
     sampled_quantities,
 )
-from rackplan.planner.model import RATE_UNIT, SECONDS_PER_HOUR
-from rackplan.planner.stochastic import TOKEN_UNIT
+from rackplan.planner.core.model import RATE_UNIT, SECONDS_PER_HOUR
+from rackplan.planner.core.stochastic import TOKEN_UNIT
 
 DEFAULT_PENALTY_USD_PER_MILLION_TOKENS = 1000.0
 """High enough (energy costs cents per million tokens) that the LP serves all it can."""
@@ -462,7 +462,7 @@ class StressReport:
         }
 
     def as_json(self) -> dict:
-        from rackplan.planner.plan import json_records
+        from rackplan.planner.core.plan import json_records
 
         return {
             **self.summary(),

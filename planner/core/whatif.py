@@ -37,9 +37,9 @@ import pyomo.environ as pyo
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.catalogs.loader import Catalog
 from rackplan.models.scenario import RackOption, Scenario
-from rackplan.planner.data import PlanData, prepare
-from rackplan.planner.solve import PlanSolver, SolveOptions, TimeBudget
-from rackplan.planner.suggest import did_you_mean
+from rackplan.planner.core.data import PlanData, prepare
+from rackplan.planner.core.solve import PlanSolver, SolveOptions, TimeBudget
+from rackplan.planner.core.suggest import did_you_mean
 
 IN_PLACE = (
     "power_cap_scale",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from rackplan.planner.plan import Plan
+from rackplan.planner.core.plan import Plan
 
 
 def _pivot(frame: pd.DataFrame, value: str, periods: list[str], racks: list[str]) -> pd.DataFrame:

@@ -21,8 +21,8 @@ import pandas as pd
 
 from rackplan.catalogs.loader import Catalog
 from rackplan.models.scenario import Scenario
-from rackplan.planner.data import PlanData, prepare
-from rackplan.planner.solve import PlanSolver, SolveOptions
+from rackplan.planner.core.data import PlanData, prepare
+from rackplan.planner.core.solve import PlanSolver, SolveOptions
 
 SCHEDULER_ENV = "RACKPLAN_DASK_SCHEDULER"
 RETRIES = 2
@@ -114,7 +114,7 @@ def _pareto_step(step: ParetoStep) -> dict:
     """Solve one Pareto step on a fresh model; its row of the frontier table."""
     import pyomo.environ as pyo
 
-    from rackplan.planner.whatif import Baseline, apply_change, rebuilt_scenario
+    from rackplan.planner.core.whatif import Baseline, apply_change, rebuilt_scenario
 
     if step.data is not None:
         solver = PlanSolver(step.data, step.options)
@@ -157,7 +157,7 @@ def pareto_distributed(
     one); ``on_frontier`` as there. Rows come back in the order of the values, whatever the
     number of workers. Run it on process workers: Pyomo and HiGHS solves in threads of one
     process (``processes=False``) were seen to hang."""
-    from rackplan.planner.whatif import IN_PLACE, REBUILD, _bad, _frontier, _split
+    from rackplan.planner.core.whatif import IN_PLACE, REBUILD, _bad, _frontier, _split
 
     name, _ = _split(parameter)
     if name not in IN_PLACE + REBUILD:
@@ -194,8 +194,8 @@ class VariantTask:
 def _solve_variant(task: VariantTask):
     """Solve one variant on a model built from its changed scenario (``session.VariantResult``;
     an infeasible variant carries the planner's explanation)."""
-    from rackplan.planner.run import plan_scenario
-    from rackplan.planner.session import VariantResult, changed_scenario
+    from rackplan.planner.core.run import plan_scenario
+    from rackplan.planner.core.session import VariantResult, changed_scenario
 
     variant = task.variant
     changed = changed_scenario(task.scenario, task.catalog, variant)
@@ -221,7 +221,7 @@ def compare_distributed(
     model, built from the changed scenario): the same comparison table, in the order given,
     whatever the number of workers. Variants the solver's bounds cannot tell from the base are
     re-solved, with the base, to ``refine_gap`` when that is tighter than the options' gap."""
-    from rackplan.planner.session import (
+    from rackplan.planner.core.session import (
         Comparison,
         Variant,
         _frame,

@@ -27,8 +27,8 @@ import highspy
 import numpy as np
 import pyomo.environ as pyo
 
-from rackplan.planner.data import PlanData
-from rackplan.planner.numeric import safe_ceil, safe_floor
+from rackplan.planner.core.data import PlanData
+from rackplan.planner.core.numeric import safe_ceil, safe_floor
 
 START_GAP_SHARE = 0.6
 """Stop the restricted MIP once its plan is within this share of the requested relative gap of

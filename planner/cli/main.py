@@ -22,14 +22,14 @@ from rich.console import Console
 from rich.table import Table
 
 from rackplan.catalogs.errors import InputError, Problem
-from rackplan.planner.cli_uncertainty import register as register_uncertainty_commands
-from rackplan.planner.files import atomic_write_text
+from rackplan.planner.cli.uncertainty import register as register_uncertainty_commands
+from rackplan.planner.io.files import atomic_write_text
 
 if TYPE_CHECKING:
     from rackplan.catalogs.loader import Catalog
     from rackplan.models.calibration import ErrorSummary, PointError
-    from rackplan.planner.rates import RateReport
-    from rackplan.planner.solve import SolveOptions
+    from rackplan.planner.core.rates import RateReport
+    from rackplan.planner.core.solve import SolveOptions
 
 
 class _LazyModule:
@@ -62,17 +62,17 @@ ratio_errors_pct = _lazy("rackplan.models.calibration", "ratio_errors_pct")
 summarise = _lazy("rackplan.models.calibration", "summarise")
 summarise_by = _lazy("rackplan.models.calibration", "summarise_by")
 Workload = _lazy("rackplan.models.workload", "Workload")
-breakdown_json = _lazy("rackplan.planner.calibrate", "breakdown_json")
-calibrate = _lazy("rackplan.planner.calibrate", "calibrate")
-calibration_markdown = _lazy("rackplan.planner.calibrate", "calibration_markdown")
-cross_validation = _lazy("rackplan.planner.calibrate", "cross_validation")
-efficiency_csv = _lazy("rackplan.planner.calibrate", "efficiency_csv")
-validate = _lazy("rackplan.planner.calibrate", "validate")
-with_rate_bands = _lazy("rackplan.planner.calibrate", "with_rate_bands")
-rate_report = _lazy("rackplan.planner.rates", "rate_report")
-plan_scenario = _lazy("rackplan.planner.run", "plan_scenario")
-load_scenario = _lazy("rackplan.planner.scenario_io", "load_scenario")
-SolveOptions = _lazy("rackplan.planner.solve", "SolveOptions")
+breakdown_json = _lazy("rackplan.planner.core.calibrate", "breakdown_json")
+calibrate = _lazy("rackplan.planner.core.calibrate", "calibrate")
+calibration_markdown = _lazy("rackplan.planner.core.calibrate", "calibration_markdown")
+cross_validation = _lazy("rackplan.planner.core.calibrate", "cross_validation")
+efficiency_csv = _lazy("rackplan.planner.core.calibrate", "efficiency_csv")
+validate = _lazy("rackplan.planner.core.calibrate", "validate")
+with_rate_bands = _lazy("rackplan.planner.core.calibrate", "with_rate_bands")
+rate_report = _lazy("rackplan.planner.core.rates", "rate_report")
+plan_scenario = _lazy("rackplan.planner.core.run", "plan_scenario")
+load_scenario = _lazy("rackplan.planner.io.scenario_io", "load_scenario")
+SolveOptions = _lazy("rackplan.planner.core.solve", "SolveOptions")
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
 EXIT_BROKEN_PIPE = 141
@@ -204,8 +204,8 @@ def _scenario_and_catalog(
 ):
     """The scenario, and the catalog extended by its own racks/llms tables, then by the
     command line's files (which win)."""
-    from rackplan.planner.references import scenario_warnings
-    from rackplan.planner.spreadsheets import catalog_extensions
+    from rackplan.planner.io.references import scenario_warnings
+    from rackplan.planner.io.spreadsheets import catalog_extensions
 
     if not Path(path).exists():
         missing = "file not found" if Path(path).suffix else "folder not found"
@@ -418,7 +418,7 @@ def rates(
     )
     report = rate_report(_catalog(racks, llms, efficiency), rack, llm, workload, precision.value)
     if plot is not None:
-        from rackplan.planner.plots import plot_fast_mode_frontier
+        from rackplan.planner.io.plots import plot_fast_mode_frontier
 
         plot_fast_mode_frontier(report, plot)
     if as_json:
@@ -782,8 +782,8 @@ def _slug(name: str) -> str:
 
 
 def _export(result, target: Path, export_format: ExportFormat) -> Path:
-    from rackplan.planner.charts import write_plan_charts
-    from rackplan.planner.export import write_csv_folder, write_json, write_xlsx
+    from rackplan.planner.io.charts import write_plan_charts
+    from rackplan.planner.io.export import write_csv_folder, write_json, write_xlsx
 
     if export_format is ExportFormat.xlsx:
         written = write_xlsx(result, target / "plan.xlsx")
@@ -879,7 +879,7 @@ def _dask_runner(scheduler: str | None, workers: int, progress: Callable[[], Non
         if not scheduler and not workers:
             yield None
             return
-        from rackplan.planner.distributed import DaskRunner, dask_client
+        from rackplan.planner.core.distributed import DaskRunner, dask_client
 
         with dask_client(scheduler, workers or None) as client:
             yield DaskRunner(client, progress)
@@ -917,7 +917,7 @@ def pareto_command(
     every step is a Dask task on its own model, with the whole time limit each."""
     from rich.progress import Progress
 
-    from rackplan.planner.whatif import pareto
+    from rackplan.planner.core.whatif import pareto
 
     scenario, catalog = _scenario_and_catalog(path, racks, llms, efficiency)
     with Progress(console=err, transient=True, disable=as_json) as progress:
@@ -929,22 +929,22 @@ def pareto_command(
                     scenario, catalog, sweep, start, stop, steps, _options(time_limit, gap), advance
                 )
             else:
-                from rackplan.planner.distributed import pareto_distributed
+                from rackplan.planner.core.distributed import pareto_distributed
 
                 frame = pareto_distributed(
                     scenario, catalog, sweep, start, stop, steps, runner, _options(time_limit, gap)
                 )
-    from rackplan.planner.export import price_sweep
+    from rackplan.planner.io.export import price_sweep
 
     frame = price_sweep(frame)
     if out_dir is not None:
-        from rackplan.planner.charts import plot_pareto
+        from rackplan.planner.io.charts import plot_pareto
 
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / "pareto.csv", frame.to_csv(index=False))
         plot_pareto(frame, out_dir / "pareto.png")
     if as_json:
-        from rackplan.planner.plan import json_records
+        from rackplan.planner.core.plan import json_records
 
         _print_json(json_records(frame))
         return
@@ -1037,7 +1037,11 @@ def whatif(
     --scheduler or --workers the base and every variant are Dask tasks, each on its own model."""
     from rich.progress import Progress
 
-    from rackplan.planner.session import parse_variant_options, read_variants_csv, run_comparison
+    from rackplan.planner.core.session import (
+        parse_variant_options,
+        read_variants_csv,
+        run_comparison,
+    )
 
     scenario, catalog = _scenario_and_catalog(path, racks, llms, efficiency)
     specs = parse_variant_options(variant or [])
@@ -1068,19 +1072,19 @@ def whatif(
                     refine_gap=refine_gap or None,
                 )
             else:
-                from rackplan.planner.distributed import compare_distributed
+                from rackplan.planner.core.distributed import compare_distributed
 
                 comparison = compare_distributed(
                     scenario, catalog, specs, runner, _options(time_limit, gap), refine_gap or None
                 )
     frame = comparison.frame
     if out_dir is not None:
-        from rackplan.planner.export import write_frames
+        from rackplan.planner.io.export import write_frames
 
         frames = {"comparison": frame, "buy_schedules": comparison.buy_schedules()}
         write_frames(frames, out_dir, "comparison")
     if as_json:
-        from rackplan.planner.plan import json_records
+        from rackplan.planner.core.plan import json_records
 
         _print_json(json_records(frame))
         return
@@ -1197,8 +1201,8 @@ def alternatives_command(
 ) -> None:
     """Near-optimal plans: within X % of the optimal TCO, the fewest and most racks of a type
     (how much freedom procurement has), or the plan most unlike the optimum."""
-    from rackplan.planner.alternatives import near_optimal
-    from rackplan.planner.matrices import buys_text
+    from rackplan.planner.core.alternatives import near_optimal
+    from rackplan.planner.core.matrices import buys_text
 
     within_pct = _percent(within, "--within")
     goals = tuple(g for g, on in (("min", minimise), ("max", maximise)) if on) or ("min", "max")
@@ -1208,11 +1212,11 @@ def alternatives_command(
     )
     frame = result.frame()
     if out_dir is not None:
-        from rackplan.planner.export import write_frames
+        from rackplan.planner.io.export import write_frames
 
         write_frames({"alternatives": frame}, out_dir, "alternatives")
     if as_json:
-        from rackplan.planner.plan import json_records
+        from rackplan.planner.core.plan import json_records
 
         _print_json({"alternatives": json_records(frame), "statements": result.statements()})
         return
@@ -1260,7 +1264,7 @@ def template(
     ] = False,
 ) -> None:
     """Write the scenario tables with headers, units and one example row each."""
-    from rackplan.planner.spreadsheets import write_template
+    from rackplan.planner.io.spreadsheets import write_template
 
     written = write_template(path, force=force)
     out.print(f"template written to {written}; fill it in, then: rackplan solve {written}")

@@ -42,9 +42,9 @@ from pyomo.contrib.solver.common.results import TerminationCondition
 
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.models.scenario import Objective
-from rackplan.planner.data import PlanData
-from rackplan.planner.futures import FutureDraw, mean_draw
-from rackplan.planner.model import (
+from rackplan.planner.core.data import PlanData
+from rackplan.planner.core.futures import FutureDraw, mean_draw
+from rackplan.planner.core.model import (
     CONSTRAINT_FAMILIES,
     MONEY_UNIT,
     RATE_UNIT,
@@ -56,7 +56,7 @@ from rackplan.planner.model import (
     define_sets,
     define_variables,
 )
-from rackplan.planner.solve import INFEASIBLE
+from rackplan.planner.core.solve import INFEASIBLE
 
 TOKEN_UNIT = 1e12
 """Unserved tokens are modelled in 10¹² tokens: with the penalty in USD per million tokens,
@@ -533,7 +533,7 @@ class RobustPlan:
         }
 
     def as_json(self) -> dict:
-        from rackplan.planner.plan import json_records
+        from rackplan.planner.core.plan import json_records
 
         return {
             **self.summary(),

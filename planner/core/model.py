@@ -18,8 +18,8 @@ import pyomo.environ as pyo
 from pyomo.core.expr.numeric_expr import LinearExpression
 
 from rackplan.models.scenario import HOURS_PER_YEAR, Objective
-from rackplan.planner.data import PlanData
-from rackplan.planner.numeric import safe_ceil, safe_floor
+from rackplan.planner.core.data import PlanData
+from rackplan.planner.core.numeric import safe_ceil, safe_floor
 
 PHASES = ("prefill", "decode")
 RATE_UNIT = 1e6

@@ -30,8 +30,8 @@ class TableFormat(StrEnum):
 def _scenario_and_catalog(path: Path):
     """The scenario and the catalog extended by the scenario's own racks/llms tables."""
     from rackplan.catalogs.loader import load_catalog
-    from rackplan.planner.scenario_io import load_scenario
-    from rackplan.planner.spreadsheets import catalog_extensions
+    from rackplan.planner.io.scenario_io import load_scenario
+    from rackplan.planner.io.spreadsheets import catalog_extensions
 
     scenario = load_scenario(path)
     with catalog_extensions(path) as extra:
@@ -78,9 +78,9 @@ def robust(
 ) -> None:
     """A two-stage stochastic plan: orders inside the commit horizon the same in every future;
     VSS, EVPI and per-future TCO, shortfall and regret."""
-    from rackplan.planner.data import prepare
-    from rackplan.planner.futures import scenario_draws
-    from rackplan.planner.stochastic import StochasticOptions, robust_plan, sequential
+    from rackplan.planner.core.data import prepare
+    from rackplan.planner.core.futures import scenario_draws
+    from rackplan.planner.core.stochastic import StochasticOptions, robust_plan, sequential
 
     scenario, catalog = _scenario_and_catalog(path)
     data = prepare(scenario, catalog)
@@ -106,7 +106,7 @@ def robust(
             progress.advance(task)
 
         if scheduler or workers:
-            from rackplan.planner.distributed import DaskRunner, dask_client
+            from rackplan.planner.core.distributed import DaskRunner, dask_client
 
             with dask_client(scheduler, workers or None) as client:
                 plan = robust_plan(data, draws, options, DaskRunner(client), step)
@@ -117,7 +117,7 @@ def robust(
     else:
         _print_robust(plan)
     if out_dir is not None and not quiet:
-        from rackplan.planner.uncertainty_export import write_robust
+        from rackplan.planner.io.uncertainty_export import write_robust
 
         write_robust(plan, out_dir, export_format.value)
         out.print(f"exports written to {out_dir}")
@@ -179,8 +179,8 @@ def stress(
 ) -> None:
     """Fix a plan's purchases and evaluate them against sampled futures: probability of
     shortfall, expected and p95 unserved tokens per class, TCO distribution."""
-    from rackplan.planner.data import prepare
-    from rackplan.planner.stress import FixedPlan, stress_test
+    from rackplan.planner.core.data import prepare
+    from rackplan.planner.core.stress import FixedPlan, stress_test
 
     scenario, catalog = _scenario_and_catalog(path)
     data = prepare(scenario, catalog)
@@ -192,7 +192,7 @@ def stress(
         if local:
             report = stress_test(data, plan, samples, seed, None, batch)
         else:
-            from rackplan.planner.distributed import DaskRunner, dask_client
+            from rackplan.planner.core.distributed import DaskRunner, dask_client
 
             with dask_client(scheduler, workers or None) as client:
                 runner = DaskRunner(client, lambda: progress.advance(task))
@@ -223,7 +223,7 @@ def stress(
         )
     out.print(table)
     if out_dir is not None:
-        from rackplan.planner.uncertainty_export import write_stress
+        from rackplan.planner.io.uncertainty_export import write_stress
 
         write_stress(report, out_dir, export_format.value)
         out.print(f"exports written to {out_dir}")

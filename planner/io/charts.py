@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from rackplan.planner.files import atomic_path
+from rackplan.planner.io.files import atomic_path
 
 COST_LABELS = {
     "capex_usd": "capex (rack purchases)",

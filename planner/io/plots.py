@@ -11,8 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import FuncFormatter
 
-from rackplan.planner.files import atomic_path
-from rackplan.planner.rates import RateReport
+from rackplan.planner.core.rates import RateReport
+from rackplan.planner.io.files import atomic_path
 
 
 def plot_fast_mode_frontier(report: RateReport, target: Path) -> None:

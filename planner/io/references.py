@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from rackplan.catalogs.errors import Problem
 from rackplan.catalogs.loader import Catalog
 from rackplan.models.scenario import Scenario
-from rackplan.planner.suggest import did_you_mean
+from rackplan.planner.core.suggest import did_you_mean
 
 TEMPLATE_RATE_SOURCE = "our benchmark 2026-10"
 """The ``source`` of the template's example ``rates`` row: never a real measurement."""

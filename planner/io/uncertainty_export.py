@@ -12,10 +12,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from rackplan.planner.files import atomic_path, atomic_write_text, replace_folder
-from rackplan.planner.spreadsheets import write_workbook
-from rackplan.planner.stochastic import RobustPlan
-from rackplan.planner.stress import StressReport
+from rackplan.planner.core.stochastic import RobustPlan
+from rackplan.planner.core.stress import StressReport
+from rackplan.planner.io.files import atomic_path, atomic_write_text, replace_folder
+from rackplan.planner.io.spreadsheets import write_workbook
 
 
 def write_tables(frames: dict[str, pd.DataFrame], target: Path, export_format: str) -> Path:

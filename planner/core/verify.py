@@ -20,7 +20,7 @@ from rackplan.models.operating_points import ReplicaSet
 from rackplan.models.scenario import HOURS_PER_YEAR, Scenario
 from rackplan.models.serving import aggregated_rates
 from rackplan.models.workload import PRECISIONS
-from rackplan.planner.plan import Plan
+from rackplan.planner.core.plan import Plan
 
 REL_TOL = 1e-6
 ABS_TOL = 1e-6

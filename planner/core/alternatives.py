@@ -18,10 +18,10 @@ import pyomo.environ as pyo
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.catalogs.loader import Catalog
 from rackplan.models.scenario import Objective, Scenario
-from rackplan.planner.data import PlanData, prepare
-from rackplan.planner.plan import Plan, extract_plan
-from rackplan.planner.solve import PlanSolver, SolveOptions
-from rackplan.planner.suggest import did_you_mean
+from rackplan.planner.core.data import PlanData, prepare
+from rackplan.planner.core.plan import Plan, extract_plan
+from rackplan.planner.core.solve import PlanSolver, SolveOptions
+from rackplan.planner.core.suggest import did_you_mean
 
 
 @dataclass(frozen=True)

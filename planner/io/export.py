@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from rackplan.planner.files import atomic_path, atomic_write_text, replace_folder
-from rackplan.planner.plan import COST_SCOPE
-from rackplan.planner.run import PlanResult
+from rackplan.planner.core.plan import COST_SCOPE
+from rackplan.planner.core.run import PlanResult
+from rackplan.planner.io.files import atomic_path, atomic_write_text, replace_folder
 
 TABLES = (
     "purchases",
@@ -70,8 +70,8 @@ def workbook_frames(result: PlanResult) -> dict[str, pd.DataFrame]:
     """The plan workbook's sheets: summary, buy schedule and fleet matrix (rack × period),
     the plan tables (full precision; formats round for reading), then the scenario's input
     tables as ``input <table>`` sheets."""
-    from rackplan.planner.matrices import buy_matrix, fleet_matrix
-    from rackplan.planner.spreadsheets import INPUT_PREFIX, scenario_frames
+    from rackplan.planner.core.matrices import buy_matrix, fleet_matrix
+    from rackplan.planner.io.spreadsheets import INPUT_PREFIX, scenario_frames
 
     frames = tables(result)
     ordered = {"summary": frames.pop("summary")}
@@ -88,7 +88,7 @@ def workbook_frames(result: PlanResult) -> dict[str, pd.DataFrame]:
 def write_xlsx(result: PlanResult, path: Path) -> Path:
     """One workbook, formatted for people (see planner.spreadsheets) and holding its inputs:
     ``rackplan solve plan.xlsx`` re-solves it (after edits to the ``input …`` sheets)."""
-    from rackplan.planner.spreadsheets import write_workbook
+    from rackplan.planner.io.spreadsheets import write_workbook
 
     with atomic_path(Path(path)) as temporary:
         write_workbook(workbook_frames(result), temporary)
@@ -102,7 +102,7 @@ def write_json(result: PlanResult, path: Path) -> Path:
 
 def write_frames(frames: dict[str, pd.DataFrame], folder: Path, stem: str) -> list[Path]:
     """``<stem>.csv`` (first frame) and ``<stem>.xlsx`` (all frames) into ``folder``."""
-    from rackplan.planner.spreadsheets import write_workbook
+    from rackplan.planner.io.spreadsheets import write_workbook
 
     folder = Path(folder)
     first = next(iter(frames.values()))

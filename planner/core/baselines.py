@@ -18,9 +18,9 @@ import pyomo.environ as pyo
 
 from rackplan.models.hardware import MemoryKind
 from rackplan.models.scenario import HOURS_PER_YEAR, AllocationMode
-from rackplan.planner.data import PlanData
-from rackplan.planner.numeric import safe_ceil
-from rackplan.planner.solve import PlanSolver
+from rackplan.planner.core.data import PlanData
+from rackplan.planner.core.numeric import safe_ceil
+from rackplan.planner.core.solve import PlanSolver
 
 NOT_SOLVED = "not solved: time budget spent"
 

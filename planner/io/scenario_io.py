@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.models.scenario import Scenario
-from rackplan.planner.files import atomic_write_text
+from rackplan.planner.io.files import atomic_write_text
 
 
 def validation_problems(exc: ValidationError, source: str) -> list[Problem]:
@@ -55,13 +55,13 @@ def load_scenario(path: Path, catalog=None) -> Scenario:
     ``catalog`` its rack and LLM ids are checked too (every problem at once)."""
     path = Path(path)
     if path.is_dir() or path.suffix.lower() in {".xlsx", ".xlsm"}:
-        from rackplan.planner.spreadsheets import read_scenario
+        from rackplan.planner.io.spreadsheets import read_scenario
 
         return read_scenario(path, catalog)
     if path.suffix.lower() == ".json":
         scenario = load_scenario_json(path)
         if catalog is not None:
-            from rackplan.planner.references import validate_references
+            from rackplan.planner.io.references import validate_references
 
             problems = validate_references(scenario, catalog)
             if problems:

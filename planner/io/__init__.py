@@ -1,0 +1,1 @@
+"""File I/O: scenario tables and files (CSV, XLSX, JSON), plan exports and charts."""
