@@ -131,3 +131,10 @@ class SessionOut(BaseModel):
     scenario_id: str
     variants: list[VariantIn]
     comparison: list[dict[str, Any]] | None
+
+
+JOB_RESPONSES: dict[int | str, dict] = {
+    202: {"model": JobOut, "description": "still running: poll the job"},
+    429: {"description": "queue full"},
+}
+"""The extra responses of every route that starts a solver job (OpenAPI)."""

@@ -17,7 +17,7 @@ from rackplan.api.db import PlanRow, ScenarioRow
 from rackplan.api.deps import Reader, StateDep, Writer, owned
 from rackplan.api.routes.catalogs import shipped_catalog, user_entries
 from rackplan.api.routes.jobs import start_job, wait_for
-from rackplan.api.schemas import JobOut, PlanOut, SolveRequest
+from rackplan.api.schemas import JOB_RESPONSES, JobOut, PlanOut, SolveRequest
 from rackplan.api.security import Caller
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.planner.io.export import TABLES
@@ -42,10 +42,7 @@ def plan_out(row: PlanRow) -> PlanOut:
     "/v1/scenarios/{scenario_id}/plans",
     operation_id="solve_scenario",
     status_code=201,
-    responses={
-        202: {"model": JobOut, "description": "still running: poll the job"},
-        429: {"description": "queue full"},
-    },
+    responses=JOB_RESPONSES,
 )
 async def solve(
     scenario_id: str,

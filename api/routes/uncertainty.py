@@ -27,7 +27,7 @@ from rackplan.api.deps import Reader, State, StateDep, Writer, owned
 from rackplan.api.routes.catalogs import user_entries
 from rackplan.api.routes.jobs import start_job, wait_for
 from rackplan.api.routes.plans import check_catalog_ids, neutralised
-from rackplan.api.schemas import JobOut, UtcDatetime
+from rackplan.api.schemas import JOB_RESPONSES, JobOut, UtcDatetime
 from rackplan.api.security import Caller
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.models.scenario import Objective, Scenario
@@ -181,10 +181,7 @@ def _submit_robust(
     "/v1/scenarios/{scenario_id}/robust-plans",
     operation_id="create_robust_plan",
     status_code=201,
-    responses={
-        202: {"model": JobOut, "description": "still running: poll the job"},
-        429: {"description": "queue full"},
-    },
+    responses=JOB_RESPONSES,
 )
 async def create_robust_plan(
     scenario_id: str,
@@ -233,10 +230,7 @@ def _submit_stress(
     "/v1/plans/{plan_id}/stress-tests",
     operation_id="create_stress_test",
     status_code=201,
-    responses={
-        202: {"model": JobOut, "description": "still running: poll the job"},
-        429: {"description": "queue full"},
-    },
+    responses=JOB_RESPONSES,
 )
 async def create_stress_test(
     plan_id: str,
