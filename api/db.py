@@ -165,7 +165,7 @@ class CatalogEntryRow(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     catalog: Mapped[str] = mapped_column(String(100), index=True)
     kind: Mapped[str] = mapped_column(String(16))
-    """rack | llm"""
+    """racks | llms"""
     entry_id: Mapped[str] = mapped_column(String(100))
     body: Mapped[dict] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
@@ -236,7 +236,7 @@ TENANT_TABLES = (
     "variants",
     "catalog_entries",
 )
-"""Every table whose rows belong to a tenant (schema version 4; since version 5 also
+"""Every table whose rows belong to a tenant (schema version 4; since version 6 also
 ``web_sessions`` and ``sweeps``, created with their tenant column)."""
 
 
@@ -278,8 +278,11 @@ def _analyses_v5(engine: Engine) -> None:
 
 
 def _web_v6(engine: Engine) -> None:
-    """The browser pages' sessions and the what-if sessions' Pareto sweeps."""
-    Base.metadata.create_all(engine, tables=[WebSessionRow.__table__, SweepRow.__table__])
+    """The browser pages' sessions and the what-if sessions' Pareto sweeps (and the analyses
+    table again, for a database an unreleased branch took to a v5 without it)."""
+    Base.metadata.create_all(
+        engine, tables=[WebSessionRow.__table__, SweepRow.__table__, AnalysisRow.__table__]
+    )
 
 
 MIGRATIONS: tuple[tuple[int, Callable[[Engine], None]], ...] = (

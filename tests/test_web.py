@@ -248,3 +248,23 @@ def test_a_wrong_key_is_refused_and_no_key_is_logged(site, caplog):
     sign_in(client, site["a_key"])
     assert site["a_key"] not in caplog.text and "rp_not-a-key" not in caplog.text
     client.cookies.clear()
+
+
+def test_the_job_page_shows_a_stress_test_made_through_the_api(site):
+    """A robust plan or stress test is started through the API; its job page (and the status
+    poll) must show it — a scenario's job, with no result page to move on to — not fail."""
+    client, a = site["client"], site["a"]
+    plan_id = site["objects"]["plan_id"]
+    made = client.post(
+        f"/v1/plans/{plan_id}/stress-tests", json={"samples": 20, "seed": 1, "wait_s": 0}, headers=a
+    )
+    assert made.status_code == 202, made.text  # wait_s 0: the job
+    job_id = made.json()["id"]
+    _poll(client, job_id, a)
+    token, _ = sign_in(client, site["a_key"])
+    cookie = {"Cookie": f"{COOKIE}={token}"}
+    page = client.get(f"/jobs/{job_id}", headers=cookie)
+    assert page.status_code == 200, page.text
+    assert "Stress test" in page.text and "Back to the scenario" in page.text
+    status = client.get(f"/jobs/{job_id}/status", headers=cookie)
+    assert status.status_code == 200 and status.json()["next"] is None

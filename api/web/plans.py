@@ -24,13 +24,20 @@ router = APIRouter(route_class=WebRoute, include_in_schema=False)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
+SESSION_KINDS = frozenset({"session", "pareto"})
+"""Job kinds that belong to a what-if session (the rest belong to a scenario)."""
+
+
 def _next_page(job: JobRow) -> str | None:
-    """Where a finished job's result is shown."""
+    """Where a finished job's result is shown (robust plans and stress tests: in the API only,
+    so none)."""
     if job.status != "succeeded":
         return None
     if job.kind == "solve":
         return f"/plans/{job.plan_id}"
-    return f"/sessions/{job.request['session_id']}"
+    if job.kind in SESSION_KINDS and job.request.get("session_id"):
+        return f"/sessions/{job.request['session_id']}"
+    return None
 
 
 def _job_state(app: State, job_id: str, caller: Caller) -> dict:
@@ -38,7 +45,8 @@ def _job_state(app: State, job_id: str, caller: Caller) -> dict:
     with app.db.read() as session:
         row = owned(session, JobRow, job_id, caller, "job")
         follow = _next_page(row)
-        back = row.request.get("session_id") or row.request.get("scenario_id")
+        in_session = row.kind in SESSION_KINDS and bool(row.request.get("session_id"))
+        back = row.request.get("session_id") if in_session else row.request.get("scenario_id")
         kind = row.kind
     return {
         "id": out.id,
@@ -47,7 +55,8 @@ def _job_state(app: State, job_id: str, caller: Caller) -> dict:
         "progress": out.progress,
         "error": out.error,
         "next": follow,
-        "back": f"/sessions/{back}" if kind != "solve" else f"/scenarios/{back}",
+        "back": f"/sessions/{back}" if in_session else f"/scenarios/{back}",
+        "in_session": in_session,
         "elapsed_s": (out.updated_at - out.created_at).total_seconds(),
     }
 
