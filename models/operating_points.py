@@ -42,6 +42,7 @@ from rackplan.models.roofline import (
     phase_pass,
     prefill_pass,
     replica_hardware,
+    speculative_tokens_per_step,
     weight_bytes_read,
     weight_bytes_total,
 )
@@ -374,8 +375,6 @@ class ReplicaSet:
     def aggregated_batch_limits(self) -> np.ndarray:
         """Decode limits, further capped so that a step's decode tokens b·(d + 1) plus its
         chunked-prefill tokens b·E·(1 − h)·L/O fit ``max_tokens_per_step``."""
-        from rackplan.models.roofline import speculative_tokens_per_step
-
         workload = self.workload
         per_sequence = (
             workload.speculative_draft_tokens

@@ -6,15 +6,15 @@ import io
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import pandas as pd
-from fastapi import APIRouter, Header, HTTPException
+from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from rackplan.api.db import PlanRow, ScenarioRow
-from rackplan.api.deps import Reader, StateDep, Writer, owned
+from rackplan.api.deps import IdempotencyKey, Reader, StateDep, Writer, owned
 from rackplan.api.routes.catalogs import shipped_catalog, user_entries
 from rackplan.api.routes.jobs import start_job, wait_for
 from rackplan.api.schemas import JOB_RESPONSES, JobOut, PlanOut, SolveRequest
@@ -49,9 +49,7 @@ async def solve(
     body: SolveRequest,
     app: StateDep,
     caller: Writer,
-    idempotency_key: Annotated[
-        str | None, Header(max_length=200, pattern=r"^[\x21-\x7e][\x20-\x7e]*$")
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> PlanOut:
     """Solve a scenario. Waits up to ``wait_s`` seconds for the plan (201), else 202 + job."""
     job = await run_in_threadpool(_submit_solve, app, scenario_id, body, caller, idempotency_key)

@@ -14,16 +14,16 @@ import io
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, Header, HTTPException
+from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from rackplan.api.db import AnalysisRow, PlanRow, ScenarioRow
-from rackplan.api.deps import Reader, State, StateDep, Writer, owned
+from rackplan.api.deps import IdempotencyKey, Reader, State, StateDep, Writer, owned
 from rackplan.api.routes.catalogs import user_entries
 from rackplan.api.routes.jobs import start_job, wait_for
 from rackplan.api.routes.plans import check_catalog_ids, neutralised
@@ -40,7 +40,6 @@ MAX_FUTURES = 50
 MAX_STRESS_SAMPLES = 10_000
 """Sampled futures of a stress test through the API (the CLI on Dask takes more)."""
 MAX_SEED = 2**32 - 1
-IdempotencyKey = Annotated[str | None, Header(max_length=200, pattern=r"^[\x21-\x7e][\x20-\x7e]*$")]
 KIND_LABELS = {"robust": "robust plan", "stress": "stress test"}
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 

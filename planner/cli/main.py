@@ -6,6 +6,7 @@ of stdout goes away early (exports are written before anything is printed).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -122,12 +123,10 @@ _WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 200)
 def _silence_stdout() -> None:
     """Point stdout at /dev/null, so nothing more (not even the flush at exit) fails."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
+    # stdout may already be closed or not a real file: then there is nothing left to silence
+    with contextlib.suppress(OSError, ValueError):
         os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # stdout already closed or not a real file
-        pass
-    finally:
-        os.close(devnull)
+    os.close(devnull)
 
 
 class BrokenPipe(Exception):
