@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import highspy
+import numpy as np
 import pyomo.environ as pyo
 from pyomo.contrib.solver.common.factory import SolverFactory
 from pyomo.contrib.solver.common.results import TerminationCondition
@@ -20,6 +21,16 @@ from pyomo.contrib.solver.common.results import TerminationCondition
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.planner.core.data import PlanData
 from rackplan.planner.core.model import build_model, fleet_floor, fleet_upper_bounds
+from rackplan.planner.core.reoptimise import (
+    Proof,
+    Relaxation,
+    WarmRelaxation,
+    exact,
+    free_integers,
+    is_feasible,
+    objective_value,
+    proof_of,
+)
 from rackplan.planner.core.start import StartResult, lp_neighbourhood_start, start_columns
 
 _HIGHS_OPTION_NAMES: set[str] | None = None
@@ -72,6 +83,22 @@ START_HEURISTIC_MIN_INTEGERS = 100
 
 OPTIMAL_GAP = 1e-4
 """A plan is called optimal only when its proven relative gap is at most this."""
+
+NO_UPDATES = {
+    name: False
+    for name in (
+        "check_for_new_or_removed_constraints",
+        "check_for_new_or_removed_vars",
+        "check_for_new_or_removed_params",
+        "check_for_new_objective",
+        "update_constraints",
+        "update_vars",
+        "update_parameters",
+        "update_named_expressions",
+        "update_objective",
+    )
+}
+"""Pyomo's per-solve model scan switched off: for a solve whose changes are already pushed."""
 
 CUT_SHORT = {TerminationCondition.maxTimeLimit, TerminationCondition.iterationLimit}
 INFEASIBLE = {TerminationCondition.provenInfeasible, TerminationCondition.infeasibleOrUnbounded}
@@ -177,6 +204,20 @@ class TimeBudget:
         return False
 
 
+def _solution(values: np.ndarray) -> highspy.HighsSolution:
+    """Column values as a HiGHS solution (for ``setSolution``)."""
+    solution = highspy.HighsSolution()
+    solution.col_value = [float(x) for x in values]
+    solution.value_valid = True
+    return solution
+
+
+def _better(lp: highspy.HighsLp, first: np.ndarray, second: np.ndarray) -> bool:
+    """``first`` has an objective at least as good as ``second``'s on ``lp``."""
+    a, b = objective_value(lp, first), objective_value(lp, second)
+    return a >= b if lp.sense_ == highspy.ObjSense.kMaximize else a <= b
+
+
 class PlanSolver:
     """One model, one persistent HiGHS instance; ``solve`` may be called after updates.
 
@@ -204,56 +245,107 @@ class PlanSolver:
         self._start: highspy.HighsSolution | None = None
         self._bounds_stale = False
         self._heuristic: StartResult | None = None
-        self._heuristic_ran = False
+        self._relaxation = WarmRelaxation()
+        self._mip_start: highspy.HighsSolution | None = None
+        """The plan handed to HiGHS as its MIP start on the next run (set by ``solve``)."""
+        self._heuristic_first = False
+        """Run the LP-neighbourhood heuristic inside the next HiGHS run (a first solve: the
+        model is loaded into HiGHS only then)."""
+        self.quick_proofs = 0
+        """Re-solves answered by ``_reoptimise`` without branch and bound."""
         self._install_warm_start()
 
     def _install_warm_start(self) -> None:
-        """Hand HiGHS the previous incumbent as a MIP start on every re-solve.
+        """Start HiGHS from the best plan at hand.
 
         Pyomo's HiGHS interface has no warm-start hook, so its ``_solve`` (called after the
-        parameter updates are pushed) is wrapped to call ``Highs.setSolution`` first. After a
-        small what-if change the old plan is often still feasible, or repaired cheaply, which
-        saves HiGHS most of its search for a first good incumbent.
+        parameter updates are pushed) is wrapped: a re-solve hands over the plan ``_reoptimise``
+        chose (``Highs.setSolution``); a first solve of a big enough model runs the
+        LP-neighbourhood heuristic there. Other callers (the LP duals) get neither.
         """
         inner = self.solver._solve
 
-        def solve_from_previous():
-            if self._start is not None and self.solver._solver_model is not None:
-                self.solver._solver_model.setSolution(self._start)
-            elif self._wants_heuristic():
-                self._run_heuristic()
+        def solve_from_best_start():
+            start, self._mip_start = self._mip_start, None
+            first, self._heuristic_first = self._heuristic_first, False
+            if start is not None:
+                self.solver._solver_model.setSolution(start)
+            elif first:
+                self._run_first_heuristic()
             return inner()
 
-        self.solver._solve = solve_from_previous
+        self.solver._solve = solve_from_best_start
 
     def _wants_heuristic(self) -> bool:
-        """First solve of a non-elastic model with integers, and the option allows it."""
+        """A non-elastic model with enough integers, and the option allows it."""
         choice = self.options.start_heuristic
-        if self._heuristic_ran or choice == "off" or self.model.elastic:
+        if choice == "off" or self.model.elastic:
             return False
         integers = self._size[1]
         return integers > 0 and (choice == "on" or integers >= START_HEURISTIC_MIN_INTEGERS)
 
-    def _run_heuristic(self) -> None:
-        """Run the LP-neighbourhood heuristic on the loaded model, hand HiGHS its plan as a MIP
-        start, and take its time off this solve's HiGHS time limit (one budget)."""
-        self._heuristic_ran = True
-        config = self.solver._active_config
-        limit = config.time_limit if config.time_limit is not None else self.options.time_limit_s
+    def _heuristic_plan(
+        self, time_limit_s: float, relaxation: Relaxation | None = None
+    ) -> StartResult:
+        """The LP-neighbourhood heuristic on the loaded model, within ``start_time_share`` of
+        ``time_limit_s``; ``relaxation`` saves it solving the LP when the caller has it."""
         columns = start_columns(self.model, self.data, self.solver._pyomo_var_to_solver_var_map)
         result = lp_neighbourhood_start(
             self.solver._solver_model,
             columns,
             self.options.rel_gap,
-            self.options.start_time_share * limit,
+            self.options.start_time_share * time_limit_s,
+            None if relaxation is None else (relaxation.values, relaxation.bound),
         )
         self._heuristic = result
+        return result
+
+    def _run_first_heuristic(self) -> None:
+        """Inside a first HiGHS run: hand HiGHS the heuristic's plan as a MIP start and take its
+        time off this run's time limit (one budget)."""
+        config = self.solver._active_config
+        limit = config.time_limit if config.time_limit is not None else self.options.time_limit_s
+        result = self._heuristic_plan(limit)
         if result.values is not None:
-            start = highspy.HighsSolution()
-            start.col_value = result.values
-            start.value_valid = True
-            self.solver._solver_model.setSolution(start)
+            self.solver._solver_model.setSolution(_solution(np.asarray(result.values)))
         config.time_limit = max(limit - result.seconds, 0.01)
+
+    def _reoptimise(self, rel_gap: float, time_limit_s: float) -> Proof | None:
+        """A re-solve after parameter changes: push them, then try to prove a plan within
+        ``rel_gap`` of the changed model's warm-started LP relaxation (``reoptimise.py``) —
+        first the previous plan if it is still feasible, then (big models) the heuristic's plan
+        built from that relaxation. Returns the proof, or None after choosing the best of those
+        plans as the MIP start of the full solve that must follow. A model whose integers are
+        all fixed is an LP: its relaxation's optimum is returned as exact."""
+        self.solver._active_config = self.solver.config
+        self.solver.update()
+        lp = self.solver._solver_model.getLp()
+        if not free_integers(lp):  # every integer fixed (LP duals, some baselines): an LP
+            relaxation = self._relaxation.solve(lp, time_limit_s)
+            return None if relaxation is None else exact(relaxation)
+        previous = np.asarray(self._start.col_value, dtype=float)
+        feasible = is_feasible(lp, previous)
+        heuristic = self._wants_heuristic()
+        self._mip_start = self._start  # if nothing better: HiGHS may still repair it
+        if not feasible and not heuristic:
+            return None
+        relaxation = self._relaxation.solve(lp, time_limit_s)
+        if relaxation is None:
+            return None
+        if feasible:
+            proof = proof_of(lp, previous, relaxation, rel_gap)
+            if proof is not None or not heuristic:
+                return proof
+        result = self._heuristic_plan(time_limit_s, relaxation)
+        if result.values is None:
+            return None
+        built = np.asarray(result.values, dtype=float)
+        if not is_feasible(lp, built):
+            return None
+        proof = proof_of(lp, built, relaxation, rel_gap)
+        if proof is None and not (feasible and _better(lp, previous, built)):
+            self._mip_start = _solution(built)
+        return proof
 
     def _heuristic_text(self) -> str | None:
         result, self._heuristic = self._heuristic, None
@@ -274,10 +366,7 @@ class PlanSolver:
             return
         solution = highs.getSolution()
         if solution.value_valid:
-            start = highspy.HighsSolution()
-            start.col_value = list(solution.col_value)
-            start.value_valid = True
-            self._start = start
+            self._start = _solution(np.asarray(solution.col_value))
 
     def time_limit(self) -> float:
         """Seconds the next solve may take: the option, capped by what is left of the budget."""
@@ -295,13 +384,23 @@ class PlanSolver:
             self._refresh_fleet_floor()
         solver_options = {"mip_rel_gap": options.rel_gap, **options.checked_highs_options()}
         start = time.perf_counter()
+        limit = self.time_limit()
+        pushed: dict[str, bool] = {}
+        if self._loaded and self._start is not None:
+            proof = self._reoptimise(float(solver_options["mip_rel_gap"]), limit)
+            if proof is not None:
+                return self._proven_outcome(proof, time.perf_counter() - start)
+            pushed = {"auto_updates": NO_UPDATES}  # _reoptimise pushed the changes already
+        else:
+            self._heuristic_first = self._wants_heuristic()
         results = self.solver.solve(
             self.model,
-            time_limit=self.time_limit(),
+            time_limit=max(limit - (time.perf_counter() - start), 0.0),
             threads=options.threads,
             load_solutions=False,
             raise_exception_on_nonoptimal_result=False,
             solver_options=solver_options,
+            **pushed,
         )
         if not self._loaded:
             self._loaded = True
@@ -311,6 +410,22 @@ class PlanSolver:
         if self.budget is not None and results.termination_condition in CUT_SHORT:
             self.budget.cut(step)
         return outcome
+
+    def _proven_outcome(self, proof: Proof, solve_s: float) -> SolveOutcome:
+        """The outcome of a re-solve answered by a ``Proof``: the plan is loaded into the model,
+        remembered as the next re-solve's start and reported with the proven gap."""
+        self.quick_proofs += 1
+        self._start = _solution(proof.values)
+        solver = self.solver
+        for var_id, column in solver._pyomo_var_to_solver_var_map.items():
+            var = solver._vars[var_id][0]
+            if not var.fixed:
+                var.set_value(float(proof.values[column]), skip_validation=True)
+        scale = getattr(self.model, "objective_scale", 1.0)
+        incumbent, bound, tiebreak = self._pure(proof.objective * scale, proof.bound * scale)
+        return self._outcome_of(
+            TerminationCondition.convergenceCriteriaSatisfied, incumbent, bound, tiebreak, solve_s
+        )
 
     def _tune_updates(self) -> None:
         """After the first solve, only parameter values change between what-ifs: skip the scans
@@ -369,12 +484,23 @@ class PlanSolver:
         bound = results.objective_bound
         incumbent = None if incumbent is None else incumbent * scale
         bound = None if bound is None else bound * scale
-        has_incumbent = incumbent is not None and math.isfinite(incumbent)
         tiebreak = None
-        if has_incumbent:
+        if incumbent is not None and math.isfinite(incumbent):
             results.solution_loader.load_vars()
             self._remember_incumbent()
             incumbent, bound, tiebreak = self._pure(incumbent, bound)
+        return self._outcome_of(condition, incumbent, bound, tiebreak, solve_s)
+
+    def _outcome_of(
+        self,
+        condition: TerminationCondition,
+        incumbent: float | None,
+        bound: float | None,
+        tiebreak: float | None,
+        solve_s: float,
+    ) -> SolveOutcome:
+        """Solver facts in user units: ``incumbent``/``bound`` already without the tie-break."""
+        has_incumbent = incumbent is not None and math.isfinite(incumbent)
         gap = None
         if has_incumbent and bound is not None and math.isfinite(bound):
             gap = abs(incumbent - bound) / max(abs(incumbent), 1e-9)

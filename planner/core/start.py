@@ -121,16 +121,22 @@ def relative_gap(objective: float, bound: float, maximise: bool) -> float:
 
 
 def lp_neighbourhood_start(
-    highs: highspy.Highs, columns: StartColumns, rel_gap: float, time_limit: float
+    highs: highspy.Highs,
+    columns: StartColumns,
+    rel_gap: float,
+    time_limit: float,
+    relaxation: tuple[np.ndarray, float] | None = None,
 ) -> StartResult:
     """Steps 1–3 of the module docstring on the model loaded in ``highs`` (left untouched).
 
-    The restricted MIP gets what is left of ``time_limit`` (seconds) after the LP; it stops
-    when its incumbent is within ``START_GAP_SHARE`` · ``rel_gap`` of the LP bound.
+    ``relaxation``: the LP relaxation's (values, objective) if the caller already has it (a
+    what-if re-solve keeps it warm), else step 1 solves it. The restricted MIP gets what is
+    left of ``time_limit`` (seconds) after the LP; it stops when its incumbent is within
+    ``START_GAP_SHARE`` · ``rel_gap`` of the LP bound.
     """
     clock = time.perf_counter()
     lp = highs.getLp()
-    relaxed = lp_relaxation(lp, time_limit)
+    relaxed = relaxation if relaxation is not None else lp_relaxation(lp, time_limit)
     if relaxed is None:
         return StartResult(None, None, None, time.perf_counter() - clock)
     x, bound = relaxed
