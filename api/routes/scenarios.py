@@ -33,7 +33,8 @@ from rackplan.models.scenario import (
     Scenario,
     WorkloadClass,
 )
-from rackplan.planner.io.spreadsheets import catalog_extensions, read_scenario
+from rackplan.planner.io.scenario_io import catalog_extensions
+from rackplan.planner.io.spreadsheets import read_scenario
 
 router = APIRouter(prefix="/v1/scenarios", tags=["scenarios"])
 PARSERS = threading.BoundedSemaphore(2)

@@ -30,8 +30,7 @@ class TableFormat(StrEnum):
 def _scenario_and_catalog(path: Path):
     """The scenario and the catalog extended by the scenario's own racks/llms tables."""
     from rackplan.catalogs.loader import load_catalog
-    from rackplan.planner.io.scenario_io import load_scenario
-    from rackplan.planner.io.spreadsheets import catalog_extensions
+    from rackplan.planner.io.scenario_io import catalog_extensions, load_scenario
 
     scenario = load_scenario(path)
     with catalog_extensions(path) as extra:

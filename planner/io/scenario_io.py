@@ -7,7 +7,12 @@ REST API and the simplest file form; spreadsheets (CSV folder or XLSX) are read 
 
 from __future__ import annotations
 
+import csv
 import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -15,6 +20,7 @@ from pydantic import ValidationError
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.models.scenario import Scenario
 from rackplan.planner.io.files import atomic_write_text
+from rackplan.planner.io.scenario_tables import CATALOG_TABLES
 
 
 def validation_problems(exc: ValidationError, source: str) -> list[Problem]:
@@ -83,3 +89,36 @@ def load_scenario(path: Path, catalog=None) -> Scenario:
 
 def save_scenario_json(scenario: Scenario, path: Path) -> None:
     atomic_write_text(Path(path), scenario.model_dump_json(indent=2, exclude_defaults=False) + "\n")
+
+
+@contextmanager
+def catalog_extensions(path: Path) -> Iterator[dict[str, Path]]:
+    """Paths of the racks/llms tables shipped with a scenario (CSV files; sheets are written to
+    a temporary folder for the catalog loader), for ``load_catalog(user_racks=…)``."""
+    path = Path(path)
+    if path.is_dir():
+        yield {
+            name: path / f"{name}.csv" for name in CATALOG_TABLES if (path / f"{name}.csv").exists()
+        }
+        return
+    if path.suffix.lower() not in {".xlsx", ".xlsm"} or not path.exists():
+        yield {}
+        return
+    from openpyxl import load_workbook  # only for workbooks: ~65 ms of a command's start
+
+    folder = Path(tempfile.mkdtemp(prefix="rackplan-catalog-"))
+    try:
+        found = {}
+        workbook = load_workbook(path, read_only=True, data_only=True)
+        for name in CATALOG_TABLES:
+            if name in workbook.sheetnames:
+                rows = list(workbook[name].iter_rows(values_only=True))
+                target = folder / f"{name}.csv"
+                with target.open("w", newline="", encoding="utf-8") as handle:
+                    writer = csv.writer(handle)
+                    for row in rows:
+                        writer.writerow(["" if v is None else v for v in row])
+                found[name] = target
+        yield found
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -8,10 +8,7 @@ import csv
 import io
 import math
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -691,37 +688,6 @@ def read_scenario(path: Path, catalog: Catalog | None = None) -> Scenario:
     if not path.exists():
         raise InputError([Problem(str(path), None, None, "file or folder not found")])
     return _scenario(_raw_tables(path), path.name, catalog)
-
-
-@contextmanager
-def catalog_extensions(path: Path) -> Iterator[dict[str, Path]]:
-    """Paths of the racks/llms tables shipped with a scenario (CSV files; sheets are written to
-    a temporary folder for the catalog loader), for ``load_catalog(user_racks=…)``."""
-    path = Path(path)
-    if path.is_dir():
-        yield {
-            name: path / f"{name}.csv" for name in CATALOG_TABLES if (path / f"{name}.csv").exists()
-        }
-        return
-    if path.suffix.lower() not in {".xlsx", ".xlsm"} or not path.exists():
-        yield {}
-        return
-    folder = Path(tempfile.mkdtemp(prefix="rackplan-catalog-"))
-    try:
-        found = {}
-        workbook = load_workbook(path, read_only=True, data_only=True)
-        for name in CATALOG_TABLES:
-            if name in workbook.sheetnames:
-                rows = list(workbook[name].iter_rows(values_only=True))
-                target = folder / f"{name}.csv"
-                with target.open("w", newline="", encoding="utf-8") as handle:
-                    writer = csv.writer(handle)
-                    for row in rows:
-                        writer.writerow(["" if v is None else v for v in row])
-                found[name] = target
-        yield found
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 # ============================================================================ scenario export
