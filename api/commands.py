@@ -1,21 +1,30 @@
-"""The ``rackplan`` console script: the planner's commands plus ``serve`` and ``keys``."""
+"""The REST service's commands for the ``rackplan`` console script: ``serve`` and ``keys``.
+
+The console script is defined in ``planner/cli/main.py``; the planner cannot import the API
+(models ← catalogs ← planner ← api), so the API plugs these commands in through the
+``rackplan.commands`` entry-point group (pyproject.toml), loaded by ``planner.cli.main``
+when a command line needs them.
+"""
 
 from __future__ import annotations
 
 import json
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, NoReturn
 
 import typer
 
-from rackplan.planner.cli.main import app, main, out
+from rackplan.planner.cli.main import out
 
 keys_app = typer.Typer(help="Manage API keys for the REST service.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
 
 
-@app.command()
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` and the ``keys`` group to the ``rackplan`` app (the entry point)."""
+    app.command()(serve)
+    app.add_typer(keys_app, name="keys")
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
@@ -148,7 +157,3 @@ def rotate(
         _refuse("KEY_ID", f"no usable key with id '{key_id}' (revoked or expired keys cannot)")
     out.print(f"key {key_id} rotated; the new key (shown once):", markup=False)
     out.print(key, markup=False, highlight=False)
-
-
-def run() -> None:
-    sys.exit(main())

@@ -288,7 +288,7 @@ def test_shared_catalogs_need_admin_to_write(tenants):
 
 
 def test_keys_commands(tmp_path, monkeypatch, capsys):
-    from rackplan.api.cli import main
+    from rackplan.planner.cli.main import main
 
     monkeypatch.setenv("RACKPLAN_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("RACKPLAN_DATABASE_URL", raising=False)

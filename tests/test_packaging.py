@@ -78,4 +78,5 @@ def test_console_script_points_into_the_package(wheel: Path, wheel_names: list[s
     (entry_points,) = [name for name in wheel_names if name.endswith("entry_points.txt")]
     with zipfile.ZipFile(wheel) as archive:
         text = archive.read(entry_points).decode()
-    assert "rackplan = rackplan.api.cli:run" in text
+    assert "rackplan = rackplan.planner.cli.main:run" in text
+    assert "service = rackplan.api.commands:register" in text  # serve, keys
