@@ -299,3 +299,21 @@ def test_a_planning_command_never_imports_the_service():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().endswith("False")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["solve", "--nope", "x.json"], "No such option: --nope"),
+        (["solve"], "Missing argument"),
+        (["rates", "--rack", "hgx-h100", "--tpot-ms", "fast"], "Invalid value"),
+        (["no-such-command"], "No such command"),
+    ],
+)
+def test_usage_errors_exit_2_with_the_problem_not_an_internal_error(argv, message, capsys):
+    """typer raises its own copy of click's usage errors: each is a usage message and exit 2."""
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == EXIT_INVALID
+    assert message in captured.err
+    assert "internal error" not in captured.err + captured.out

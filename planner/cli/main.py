@@ -1341,6 +1341,14 @@ def plug_in_commands() -> None:
         entry.load()(app)
 
 
+def _is_usage_error(exc: Exception) -> bool:
+    """A command-line usage error (unknown option, missing argument, bad value…): typer ≥ 0.2x
+    raises its own copy of click's exceptions (``typer.TyperException``), older typer click's."""
+    import click
+
+    return isinstance(exc, typer.TyperException | click.ClickException) and hasattr(exc, "show")
+
+
 def _main(argv: list[str] | None) -> int:
     """Run the app; every failure becomes a message and an exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -1363,11 +1371,9 @@ def _main(argv: list[str] | None) -> int:
     except typer.Abort:
         err.print("aborted")
         return EXIT_INTERNAL
-    except Exception as exc:  # click usage errors come through here too
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
+    except Exception as exc:  # usage errors come through here too
+        if _is_usage_error(exc):
+            exc.show()  # the problem and the command's usage line (or its help: no arguments)
             return EXIT_INVALID
         if os.environ.get("RACKPLAN_DEBUG"):
             raise
