@@ -109,7 +109,9 @@ def test_warm_relaxation_equals_a_cold_solve(demands):
         again = warm.solve(lp, 5.0)
         assert (cold is None) == (again is None)
         if cold is not None:
-            assert again.bound == pytest.approx(cold.bound, rel=1e-9, abs=1e-9)
+            # equal up to HiGHS's primal feasibility tolerance (1e-7) times the costs (≤ 2):
+            # a demand of 6e-8 may be met by x = 6e-8 or counted as met by x = 0
+            assert again.bound == pytest.approx(cold.bound, rel=1e-9, abs=1e-6)
 
 
 @pytest.fixture(scope="module")
