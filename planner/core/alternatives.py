@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import pandas as pd
-import pyomo.environ as pyo
+import pyomo.core as pyo
 
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.catalogs.loader import Catalog

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import pandas as pd
-import pyomo.environ as pyo
+import pyomo.core as pyo
 
 from rackplan.models.hardware import MemoryKind
 from rackplan.models.scenario import HOURS_PER_YEAR, AllocationMode

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pyomo.environ as pyo
+import pyomo.core as pyo
 
 from rackplan.planner.core.data import PlanData
 from rackplan.planner.core.model import RELAXABLE_FAMILIES, SLACK_UNITS

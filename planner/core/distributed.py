@@ -112,7 +112,7 @@ def _solve_value(item: tuple[PlanData, str, float, SolveOptions]) -> dict:
 
 def _pareto_step(step: ParetoStep) -> dict:
     """Solve one Pareto step on a fresh model; its row of the frontier table."""
-    import pyomo.environ as pyo
+    import pyomo.core as pyo
 
     from rackplan.planner.core.whatif import Baseline, apply_change, rebuilt_scenario
 

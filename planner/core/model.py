@@ -14,7 +14,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable
 
-import pyomo.environ as pyo
+import pyomo.core as pyo
 from pyomo.core.expr.numeric_expr import LinearExpression
 
 from rackplan.models.scenario import HOURS_PER_YEAR, Objective

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 import pandas as pd
-import pyomo.environ as pyo
+import pyomo.core as pyo
 
 from rackplan.models.scenario import HOURS_PER_YEAR
 from rackplan.planner.core.data import Diagnostic, PlanData

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
-import pyomo.environ as pyo
+import pyomo.core as pyo
 
 from rackplan.planner.core.data import PlanData
 from rackplan.planner.core.solve import CUT_SHORT, PlanSolver

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import highspy
 import numpy as np
-import pyomo.environ as pyo
-from pyomo.contrib.solver.common.factory import SolverFactory
+import pyomo.core as pyo  # not pyomo.environ: its plugins cost ~100 ms of every command's start
 from pyomo.contrib.solver.common.results import TerminationCondition
+from pyomo.contrib.solver.solvers.highs import Highs  # the persistent interface, no factory
 
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.planner.core.data import PlanData
@@ -239,7 +239,7 @@ class PlanSolver:
         start = time.perf_counter()
         self.model = build_model(data, elastic=elastic)
         self.build_s = time.perf_counter() - start
-        self.solver = SolverFactory("highs")
+        self.solver = Highs()
         self._size = model_size(self.model)
         self._loaded = False
         self._start: highspy.HighsSolution | None = None

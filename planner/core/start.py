@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import highspy
 import numpy as np
-import pyomo.environ as pyo
+import pyomo.core as pyo
 
 from rackplan.planner.core.data import PlanData
 from rackplan.planner.core.numeric import safe_ceil, safe_floor

@@ -36,9 +36,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import pandas as pd
-import pyomo.environ as pyo
-from pyomo.contrib.solver.common.factory import SolverFactory
+import pyomo.core as pyo
 from pyomo.contrib.solver.common.results import TerminationCondition
+from pyomo.contrib.solver.solvers.highs import Highs
 
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.models.scenario import Objective
@@ -310,7 +310,7 @@ def solve_extensive(
     start = time.perf_counter()
     m = build_extensive_form(data, draws, options, link, fixed_commit)
     build_s = time.perf_counter() - start
-    solver = SolverFactory("highs")
+    solver = Highs()
     start = time.perf_counter()
     results = solver.solve(
         m,

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyomo.environ as pyo
+import pyomo.core as pyo
 
 from rackplan.catalogs.errors import InputError, Problem
 from rackplan.catalogs.loader import Catalog
