@@ -31,7 +31,12 @@ from rackplan.planner.core.reoptimise import (
     objective_value,
     proof_of,
 )
-from rackplan.planner.core.start import StartResult, lp_neighbourhood_start, start_columns
+from rackplan.planner.core.start import (
+    START_GAP_SHARE,
+    StartResult,
+    lp_neighbourhood_start,
+    start_columns,
+)
 
 _HIGHS_OPTION_NAMES: set[str] | None = None
 
@@ -285,17 +290,23 @@ class PlanSolver:
         return integers > 0 and (choice == "on" or integers >= START_HEURISTIC_MIN_INTEGERS)
 
     def _heuristic_plan(
-        self, time_limit_s: float, relaxation: Relaxation | None = None
+        self,
+        time_limit_s: float,
+        relaxation: Relaxation | None = None,
+        rel_gap: float | None = None,
+        gap_share: float = START_GAP_SHARE,
     ) -> StartResult:
         """The LP-neighbourhood heuristic on the loaded model, within ``start_time_share`` of
-        ``time_limit_s``; ``relaxation`` saves it solving the LP when the caller has it."""
+        ``time_limit_s``; ``relaxation`` saves it solving the LP when the caller has it. It
+        stops within ``gap_share`` · ``rel_gap`` (default the options' gap) of the LP bound."""
         columns = start_columns(self.model, self.data, self.solver._pyomo_var_to_solver_var_map)
         result = lp_neighbourhood_start(
             self.solver._solver_model,
             columns,
-            self.options.rel_gap,
+            self.options.rel_gap if rel_gap is None else rel_gap,
             self.options.start_time_share * time_limit_s,
             None if relaxation is None else (relaxation.values, relaxation.bound),
+            gap_share,
         )
         self._heuristic = result
         return result
@@ -336,7 +347,8 @@ class PlanSolver:
             proof = proof_of(lp, previous, relaxation, rel_gap)
             if proof is not None or not heuristic:
                 return proof
-        result = self._heuristic_plan(time_limit_s, relaxation)
+        # its plan is the answer if within the gap of the relaxation: no room needs leaving
+        result = self._heuristic_plan(time_limit_s, relaxation, rel_gap, gap_share=1.0)
         if result.values is None:
             return None
         built = np.asarray(result.values, dtype=float)

@@ -126,13 +126,15 @@ def lp_neighbourhood_start(
     rel_gap: float,
     time_limit: float,
     relaxation: tuple[np.ndarray, float] | None = None,
+    gap_share: float = START_GAP_SHARE,
 ) -> StartResult:
     """Steps 1–3 of the module docstring on the model loaded in ``highs`` (left untouched).
 
     ``relaxation``: the LP relaxation's (values, objective) if the caller already has it (a
     what-if re-solve keeps it warm), else step 1 solves it. The restricted MIP gets what is
     left of ``time_limit`` (seconds) after the LP; it stops when its incumbent is within
-    ``START_GAP_SHARE`` · ``rel_gap`` of the LP bound.
+    ``gap_share`` · ``rel_gap`` of the LP bound (default ``START_GAP_SHARE``, leaving the main
+    solve room to prove the gap; 1 when the plan itself is the answer, as on a re-solve).
     """
     clock = time.perf_counter()
     lp = highs.getLp()
@@ -146,8 +148,8 @@ def lp_neighbourhood_start(
     restricted.passModel(lp)
     n = lp.num_col_
     restricted.changeColsBounds(n, np.arange(n, dtype=np.int32), lower, upper)
-    restricted.setOptionValue("mip_rel_gap", START_GAP_SHARE * rel_gap / 2)
-    target = START_GAP_SHARE * rel_gap
+    restricted.setOptionValue("mip_rel_gap", gap_share * rel_gap / 2)
+    target = gap_share * rel_gap
 
     def close_enough(event: highspy.HighsCallbackEvent) -> None:
         found = event.data_out.mip_primal_bound
