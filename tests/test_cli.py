@@ -317,3 +317,16 @@ def test_usage_errors_exit_2_with_the_problem_not_an_internal_error(argv, messag
     assert code == EXIT_INVALID
     assert message in captured.err
     assert "internal error" not in captured.err + captured.out
+
+
+def test_a_broken_plugin_is_a_warning_not_a_failure(capsys):
+    from rackplan.planner.cli.main import plug_in
+
+    class Broken:
+        value = "someone.else:register"
+
+        def load(self):
+            raise ImportError("no module named someone")
+
+    plug_in(Broken())
+    assert "the commands of someone.else:register were not loaded" in capsys.readouterr().err

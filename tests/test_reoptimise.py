@@ -202,3 +202,70 @@ def test_a_plan_the_change_breaks_is_not_reused(catalog, agentic_scenario):
     changed = changed_scenario(agentic_scenario, catalog, Variant("v", (("demand_scale", 1.3),)))
     plan = extract_plan(solver.data, solver, outcome)
     assert not verify_plan(plan, changed, catalog)
+
+
+def _rowwise(lp: highspy.HighsLp) -> highspy.HighsLp:
+    """The same LP with its matrix stored row by row (as HiGHS keeps it after some updates)."""
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+    lp.a_matrix_.start_ = np.array([0, 2, 4], dtype=np.int32)  # row 0: x + y; row 1: x − y
+    lp.a_matrix_.index_ = np.array([0, 1, 0, 1], dtype=np.int32)
+    lp.a_matrix_.value_ = np.array([1.0, 1.0, 1.0, -1.0])
+    return lp
+
+
+def test_row_activities_row_wise_equal_column_wise():
+    x = np.array([2.0, 0.5])
+    assert row_activities(_rowwise(_tiny_lp()), x).tolist() == [2.5, 1.5]
+    assert row_activities(_tiny_lp(), x).tolist() == [2.5, 1.5]
+    assert is_feasible(_rowwise(_tiny_lp()), np.array([2.0, 1.0]))
+
+
+def test_stale_entries_beyond_the_matrix_are_ignored():
+    """A coefficient set to 0 leaves entries past start_[-1] in index_/value_; they are not
+    part of the matrix (this used to crash a what-if re-solve)."""
+    lp = _tiny_lp()
+    lp.a_matrix_.start_ = np.array([0, 2, 3], dtype=np.int32)  # y's −1 in row 1 dropped
+    lp.a_matrix_.index_ = np.array([0, 1, 0, 1, 1], dtype=np.int32)
+    lp.a_matrix_.value_ = np.array([1.0, 1.0, 1.0, -1.0, 7.0])
+    assert row_activities(lp, np.array([2.0, 1.0])).tolist() == [3.0, 2.0]
+
+
+def test_many_relaxations_each_get_their_own_time_limit():
+    """HiGHS measures its time limit against an instance's summed run time: each relaxation
+    solve must get its own, or a long session would stop proving anything."""
+    warm = WarmRelaxation()
+    for demand in np.linspace(0.0, 6.0, 400):
+        assert warm.solve(_tiny_lp(float(demand)), 0.01) is not None
+
+
+@pytest.mark.parametrize(
+    ("objective", "change"),
+    [(Objective.max_served, ("demand_scale", 0.0)), (Objective.min_tco, ("capex_scale", 0.0))],
+)
+def test_a_coefficient_set_to_zero_re_solves(catalog, objective, change):
+    """max_served weights served tokens by demand; a budget row holds capex: setting either to
+    0 removes matrix coefficients. The re-solve matches a fresh solve and nothing crashes."""
+    sc = load_scenario(ROOT / "examples" / "quickstart" / "scenario.json")
+    budget = [p.model_copy(update={"capex_budget_usd": 5e7}) for p in sc.periods]
+    sc = sc.model_copy(update={"policy": Policy(objective=objective), "periods": tuple(budget)})
+    if change[0] == "capex_scale":
+        change = (f"capex_scale:{sc.racks[0].rack}", 0.0)
+    solver = PlanSolver(prepare(sc, catalog), SolveOptions(time_limit_s=60, rel_gap=GAP))
+    solver.solve()
+    apply_change(solver, Baseline.of(solver), *change)
+    outcome = solver.solve()
+    fresh = _fresh(sc, catalog, change, objective)
+    assert outcome.status == fresh.status
+    assert outcome.objective == pytest.approx(fresh.objective, rel=GAP, abs=1e-6)
+
+
+def test_nothing_to_serve_is_optimal_not_an_infinite_gap(catalog):
+    """max_served with zero demand: objective and bound are both 0 — gap 0, not 0/1e-9."""
+    sc = load_scenario(ROOT / "examples" / "quickstart" / "scenario.json")
+    sc = sc.model_copy(update={"policy": Policy(objective=Objective.max_served)})
+    solver = PlanSolver(prepare(sc, catalog), SolveOptions(time_limit_s=60, rel_gap=GAP))
+    solver.solve()
+    apply_change(solver, Baseline.of(solver), "demand_scale", 0.0)
+    outcome = solver.solve()
+    assert outcome.objective == pytest.approx(0.0, abs=1e-6)
+    assert outcome.gap == 0.0 and outcome.status == "optimal"

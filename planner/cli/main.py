@@ -1338,7 +1338,20 @@ def plug_in_commands() -> None:
     from importlib.metadata import entry_points
 
     for entry in entry_points(group=COMMAND_PLUGINS):
+        plug_in(entry)
+
+
+def plug_in(entry: Any) -> None:
+    """Register one entry point's commands; a plug-in that fails to load is a warning, so it
+    cannot take the planner's own commands, help or completion down with it."""
+    try:
         entry.load()(app)
+    except Exception as exc:  # any failure inside someone else's package
+        err.print(
+            f"[yellow]warning:[/] the commands of {entry.value} were not loaded: "
+            f"{type(exc).__name__}: {exc}",
+            highlight=False,
+        )
 
 
 def _is_usage_error(exc: Exception) -> bool:

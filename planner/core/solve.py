@@ -22,6 +22,7 @@ from rackplan.catalogs.errors import InputError, Problem
 from rackplan.planner.core.data import PlanData
 from rackplan.planner.core.model import build_model, fleet_floor, fleet_upper_bounds
 from rackplan.planner.core.reoptimise import (
+    FEASIBILITY_TOLERANCE,
     Proof,
     Relaxation,
     WarmRelaxation,
@@ -133,6 +134,17 @@ def status_text(status: str, gap: float | None) -> str:
     return {"no_solution": "no plan found within the time limit"}.get(status, status)
 
 
+ABSOLUTE_GAP = 1e-6
+"""A difference between plan and bound this small, in the objective's own unit (USD, kWh or
+served tokens), is no gap: an objective of 0 (nothing to serve) has no relative gap."""
+
+
+def relative_gap(objective: float, bound: float) -> float:
+    """|objective − bound| / |objective|, or 0 when they differ by at most ``ABSOLUTE_GAP``."""
+    difference = abs(objective - bound)
+    return 0.0 if difference <= ABSOLUTE_GAP else difference / max(abs(objective), 1e-9)
+
+
 @dataclass(frozen=True)
 class SolveOutcome:
     """Solver facts in user terms."""
@@ -143,8 +155,8 @@ class SolveOutcome:
     objective: float | None
     best_bound: float | None
     gap: float | None
-    """Relative gap |incumbent − bound| / max(|incumbent|, 1e-9), computed here (Pyomo's legacy
-    gap is absolute)."""
+    """Relative gap |incumbent − bound| / max(|incumbent|, 1e-9), 0 within ``ABSOLUTE_GAP``;
+    computed here (Pyomo's legacy gap is absolute)."""
     build_s: float
     solve_s: float
     variables: int
@@ -328,14 +340,16 @@ class PlanSolver:
         built from that relaxation. Returns the proof, or None after choosing the best of those
         plans as the MIP start of the full solve that must follow. A model whose integers are
         all fixed is an LP: its relaxation's optimum is returned as exact."""
+        clock = time.perf_counter()
         self.solver._active_config = self.solver.config
         self.solver.update()
         lp = self.solver._solver_model.getLp()
         if not free_integers(lp):  # every integer fixed (LP duals, some baselines): an LP
             relaxation = self._relaxation.solve(lp, time_limit_s)
             return None if relaxation is None else exact(relaxation)
+        tolerance = self._feasibility_tolerance()
         previous = np.asarray(self._start.col_value, dtype=float)
-        feasible = is_feasible(lp, previous)
+        feasible = is_feasible(lp, previous, tolerance)
         heuristic = self._wants_heuristic()
         self._mip_start = self._start  # if nothing better: HiGHS may still repair it
         if not feasible and not heuristic:
@@ -348,16 +362,25 @@ class PlanSolver:
             if proof is not None or not heuristic:
                 return proof
         # its plan is the answer if within the gap of the relaxation: no room needs leaving
-        result = self._heuristic_plan(time_limit_s, relaxation, rel_gap, gap_share=1.0)
+        left = max(time_limit_s - (time.perf_counter() - clock), 0.0)
+        result = self._heuristic_plan(left, relaxation, rel_gap, gap_share=1.0)
         if result.values is None:
             return None
         built = np.asarray(result.values, dtype=float)
-        if not is_feasible(lp, built):
-            return None
-        proof = proof_of(lp, built, relaxation, rel_gap)
-        if proof is None and not (feasible and _better(lp, previous, built)):
-            self._mip_start = _solution(built)
-        return proof
+        built_feasible = is_feasible(lp, built, tolerance)
+        if built_feasible:
+            proof = proof_of(lp, built, relaxation, rel_gap)
+            if proof is not None:
+                return proof
+        keep_previous = feasible and (not built_feasible or _better(lp, previous, built))
+        if not keep_previous:
+            self._mip_start = _solution(built)  # HiGHS checks (and may repair) a start itself
+        return None
+
+    def _feasibility_tolerance(self) -> float:
+        """HiGHS's MIP feasibility tolerance: the user's ``mip_feasibility_tolerance`` if set."""
+        value = self.options.highs_options.get("mip_feasibility_tolerance")
+        return FEASIBILITY_TOLERANCE if value is None else float(value)
 
     def _heuristic_text(self) -> str | None:
         result, self._heuristic = self._heuristic, None
@@ -427,6 +450,7 @@ class PlanSolver:
         """The outcome of a re-solve answered by a ``Proof``: the plan is loaded into the model,
         remembered as the next re-solve's start and reported with the proven gap."""
         self.quick_proofs += 1
+        self._mip_start = None
         self._start = _solution(proof.values)
         solver = self.solver
         for var_id, column in solver._pyomo_var_to_solver_var_map.items():
@@ -515,7 +539,7 @@ class PlanSolver:
         has_incumbent = incumbent is not None and math.isfinite(incumbent)
         gap = None
         if has_incumbent and bound is not None and math.isfinite(bound):
-            gap = abs(incumbent - bound) / max(abs(incumbent), 1e-9)
+            gap = relative_gap(incumbent, bound)
         status = solve_status(condition, has_incumbent, gap)
         variables, integers, constraints = self._size
         return SolveOutcome(
