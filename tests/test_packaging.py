@@ -80,3 +80,17 @@ def test_console_script_points_into_the_package(wheel: Path, wheel_names: list[s
         text = archive.read(entry_points).decode()
     assert "rackplan = rackplan.planner.cli.main:run" in text
     assert "service = rackplan.api.commands:register" in text  # serve, keys
+
+
+def test_field_docstrings_become_schema_descriptions():
+    """Descriptions are read from attribute docstrings when a schema is made, own and
+    inherited, never at import (the planner's start pays nothing for them)."""
+    from rackplan.models.base import attribute_docstrings
+    from rackplan.models.scenario import Scenario
+
+    schema = Scenario.model_json_schema()
+    documented = attribute_docstrings(Scenario)
+    assert documented, "Scenario documents its fields"
+    for name, text in documented.items():
+        assert schema["properties"][name]["description"] == text
+    assert all(f.description is None for f in Scenario.model_fields.values())
