@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
-from functools import cached_property
-from itertools import pairwise
+from dataclasses import dataclass, field, fields
+from functools import cached_property, lru_cache
 
 import numpy as np
 import pandas as pd
@@ -299,6 +298,62 @@ def largest_feasible(
     return best.astype(int)
 
 
+LAYOUT_CACHE_SIZE = 1024
+"""Replica layouts kept by ``replica_layout`` (one per rack × LLM × precision × efficiency)."""
+
+
+@dataclass(frozen=True)
+class ReplicaLayout:
+    """The replica sizes of one (rack, LLM, precision, efficiency) and their hardware: the part
+    of a ``ReplicaSet`` that does not depend on the workload. Arrays are read-only (shared)."""
+
+    chips: np.ndarray
+    racks_per_replica: np.ndarray
+    chips_used_share: np.ndarray
+    hw: ReplicaHardware
+    hardware_rows: np.ndarray
+    """The array fields of ``hw`` stacked, one row each (``ReplicaHardware`` field order), so
+    aligning them with points is one fancy index (``take_hardware``)."""
+
+    def take_hardware(self, size: np.ndarray) -> ReplicaHardware:
+        """``hw.take(size)`` — the same values — from one index of ``hardware_rows``."""
+        columns = self.hardware_rows[:, size]
+        return ReplicaHardware(
+            **dict(zip(_HARDWARE_ARRAYS, columns, strict=True)),
+            overlap_exponent=self.hw.overlap_exponent,
+        )
+
+
+@lru_cache(maxsize=LAYOUT_CACHE_SIZE)
+def replica_layout(
+    rack: RackType, llm: LLM, precision: Precision, efficiency: EfficiencyFactors
+) -> ReplicaLayout:
+    """Candidate replica sizes (prefill: ``replica_sizes``; decode: within ``max_weight_share``
+    of memory), racks per replica, the share of rack chips in replicas (n / (racks·C)) and the
+    pooled hardware (``roofline.replica_hardware``).
+
+    Cached on the four inputs, all frozen pydantic models compared by value: an edited or
+    overridden catalog entry is a different key, so a stale layout cannot be returned.
+    """
+    # Prefill replicas only hold the prompts in flight, so they may fill memory with
+    # weights; decode replicas keep the weights to max_weight_share of it (KV room).
+    sizes = set(replica_sizes(rack, llm, precision))
+    sizes |= set(replica_sizes(rack, llm, precision, efficiency.max_weight_share))
+    chips = np.array(sorted(sizes), dtype=float)
+    racks = racks_per_replica(rack.chips_per_rack, chips)
+    hw = replica_hardware(rack, chips, precision, efficiency)
+    hw_arrays = [getattr(hw, name) for name in _HARDWARE_ARRAYS]
+    rows = np.array(hw_arrays, dtype=float)
+    layout = ReplicaLayout(chips, racks, chips / (racks * rack.chips_per_rack), hw, rows)
+    for array in (*hw_arrays, chips, racks, layout.chips_used_share, rows):
+        array.flags.writeable = False
+    return layout
+
+
+_HARDWARE_ARRAYS = tuple(f.name for f in fields(ReplicaHardware) if f.name != "overlap_exponent")
+"""``ReplicaHardware``'s array fields, in order (its last field is the scalar exponent)."""
+
+
 @dataclass(frozen=True)
 class ReplicaSet:
     """The candidate replica sizes of one (rack, LLM, precision, workload, efficiency).
@@ -317,6 +372,7 @@ class ReplicaSet:
     """Share of the rack's chips inside replicas (the rest idle)."""
     hw: ReplicaHardware
     efficiency: EfficiencyFactors
+    layout: ReplicaLayout = field(repr=False, compare=False)
 
     @classmethod
     def build(
@@ -327,22 +383,19 @@ class ReplicaSet:
         workload: Workload,
         efficiency: EfficiencyFactors,
     ) -> ReplicaSet:
-        # Prefill replicas only hold the prompts in flight, so they may fill memory with
-        # weights; decode replicas keep the weights to max_weight_share of it (KV room).
-        sizes = set(replica_sizes(rack, llm, precision))
-        sizes |= set(replica_sizes(rack, llm, precision, efficiency.max_weight_share))
-        chips = np.array(sorted(sizes), dtype=float)
-        racks = racks_per_replica(rack.chips_per_rack, chips)
+        """The replica sizes of ``replica_layout`` (cached) for ``workload``."""
+        layout = replica_layout(rack, llm, precision, efficiency)
         return cls(
             rack=rack,
             llm=llm,
             precision=precision,
             workload=workload,
-            chips=chips,
-            racks_per_replica=racks,
-            chips_used_share=chips / (racks * rack.chips_per_rack),
-            hw=replica_hardware(rack, chips, precision, efficiency),
+            chips=layout.chips,
+            racks_per_replica=layout.racks_per_replica,
+            chips_used_share=layout.chips_used_share,
+            hw=layout.hw,
             efficiency=efficiency,
+            layout=layout,
         )
 
     def __len__(self) -> int:
@@ -586,7 +639,7 @@ class ReplicaSet:
 
     def _row_times(self, size: np.ndarray, decode: np.ndarray, batch: np.ndarray) -> PassTimes:
         """The pass (``phase_pass``) of each (size, phase, batch), all phases at once."""
-        hw = self.hw.take(size)
+        hw = self.layout.take_hardware(size)
         return phase_pass(hw, self.llm, self.precision, self.workload, batch, decode, self._coef)
 
     @cached_property
@@ -723,24 +776,19 @@ def pareto_mask(table: PointTable) -> np.ndarray:
     return _pareto_within(table, group)
 
 
-def _pareto_within(table: PointTable, group: np.ndarray) -> np.ndarray:
-    """``pareto_mask`` with the phase given as ``group`` labels (points compete within a group)."""
+def _pareto_within(table: PointTable, group: np.ndarray | None) -> np.ndarray:
+    """``pareto_mask`` with the phase given as ``group`` labels (points compete within a group;
+    None: one group)."""
     rate = table.tokens_per_s_per_rack
-    return _nondominated(
-        rate, table.latency_ms, table.power_kw / np.maximum(rate, 1e-30), np.asarray(group)
-    )
+    group = None if group is None else np.asarray(group)
+    return _nondominated(rate, table.latency_ms, table.power_kw / np.maximum(rate, 1e-30), group)
 
 
 def _pareto_by_block(table: PointTable, block: np.ndarray) -> np.ndarray:
-    """``pareto_mask`` for a table whose phases are contiguous blocks (``block`` sorted):
-    each block is pruned on its own (smaller matrices than one with a same-phase mask)."""
-    rate = table.tokens_per_s_per_rack
-    latency = table.latency_ms
-    energy = table.power_kw / np.maximum(rate, 1e-30)
-    edges = [0, *(np.flatnonzero(block[1:] != block[:-1]) + 1).tolist(), block.size]
-    return np.concatenate(
-        [_nondominated(rate[a:b], latency[a:b], energy[a:b]) for a, b in pairwise(edges)]
-    )
+    """``pareto_mask`` for a table whose phases are contiguous blocks (``block`` sorted): one
+    matrix for all blocks, points competing only within their own block."""
+    several = block.size and block[0] != block[-1]
+    return _pareto_within(table, block) if several else _pareto_within(table, None)
 
 
 def _nondominated(
@@ -751,7 +799,7 @@ def _nondominated(
 
     With N[i, j] = "j is in i's group (if given) and no worse than i in all three", j
     dominates i iff N[i, j] and not N[j, i]; i and j are duplicates iff both (the later one
-    is dropped).
+    is dropped). So i is dropped iff some j has N[i, j] and (not N[j, i] or j < i).
     """
     no_worse = (
         (rate[None, :] >= rate[:, None])
@@ -760,7 +808,13 @@ def _nondominated(
     )
     if group is not None:
         no_worse &= group[None, :] == group[:, None]
-    same = no_worse & no_worse.T
-    dominated = (no_worse & ~same).any(axis=1)
-    duplicate = np.tril(same, k=-1).any(axis=1)
-    return ~(dominated | duplicate)
+    beaten = no_worse & (~no_worse.T | _earlier(rate.size))
+    return ~beaten.any(axis=1)
+
+
+@lru_cache(maxsize=64)
+def _earlier(n: int) -> np.ndarray:
+    """E[i, j] = j < i for n points (read-only, shared)."""
+    earlier = np.tri(n, k=-1, dtype=bool)
+    earlier.flags.writeable = False
+    return earlier
