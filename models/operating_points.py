@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from functools import cached_property, lru_cache
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -156,7 +157,33 @@ class PointTable:
 _POINT_FIELDS = tuple(f.name for f in fields(PointTable))
 
 
-def _bounds(times: PassTimes, capacity_bytes: np.ndarray, handoff_binds: np.ndarray) -> np.ndarray:
+class PointTerms(NamedTuple):
+    """What a point takes from its pass (``PassTimes`` has the same attributes), one array
+    each. The SLA search keeps them stacked as the rows of one matrix (``stack``), so joining
+    two passes and selecting the points are one call each."""
+
+    batch: np.ndarray
+    total_s: np.ndarray
+    busy_fraction: np.ndarray
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    communication_s: np.ndarray
+    memory_used_bytes: np.ndarray
+    tokens_per_sequence: np.ndarray
+
+    @classmethod
+    def stack(cls, times: PassTimes, *extra: np.ndarray) -> np.ndarray:
+        """The terms of ``times`` as rows of one matrix, ``extra`` rows after them."""
+        per_sequence = times.tokens_per_sequence
+        if np.ndim(per_sequence) == 0:
+            per_sequence = np.full(times.batch.shape, per_sequence)
+        columns = [getattr(times, name) for name in cls._fields[:-1]]
+        return np.array([*columns, per_sequence, *extra], dtype=float)
+
+
+def _bounds(
+    times: PassTimes | PointTerms, capacity_bytes: np.ndarray, handoff_binds: np.ndarray
+) -> np.ndarray:
     """Label each point with the limit that sets its speed (see ``Bound``).
 
     capacity if it uses ≥ CAPACITY_BOUND_SHARE of usable memory (no larger batch fits);
@@ -317,7 +344,7 @@ class ReplicaLayout:
 
     def take_hardware(self, size: np.ndarray) -> ReplicaHardware:
         """``hw.take(size)`` — the same values — from one index of ``hardware_rows``."""
-        columns = self.hardware_rows[:, size]
+        columns = self.hardware_rows.take(size, axis=1)
         return ReplicaHardware(
             **dict(zip(_HARDWARE_ARRAYS, columns, strict=True)),
             overlap_exponent=self.hw.overlap_exponent,
@@ -492,12 +519,14 @@ class ReplicaSet:
         self,
         phase: Phase | np.ndarray,
         size: np.ndarray,
-        times: PassTimes,
+        times: PassTimes | PointTerms,
         tokens_per_s_per_replica: np.ndarray,
-        latency_s: np.ndarray,
+        latency_ms: np.ndarray,
         handoff_s: np.ndarray,
         activity: np.ndarray,
     ) -> PointTable:
+        """The points of passes ``times`` on replica sizes ``size`` (module docstring: rate per
+        rack and chip, power); ``activity`` scales the busy share (prefill capped by the NICs)."""
         rack = self.rack
         racks = self.racks_per_replica[size]
         per_rack = tokens_per_s_per_replica / racks
@@ -513,7 +542,7 @@ class ReplicaSet:
             racks_per_replica=racks,
             tokens_per_s_per_rack=per_rack,
             tokens_per_s_per_chip=per_rack / rack.chips_per_rack,
-            latency_ms=latency_s * 1e3,
+            latency_ms=latency_ms,
             memory_used_gb=times.memory_used_bytes / 1e9,
             power_kw=power,
             bound=_bounds(times, self.hw.capacity_bytes[size], activity < 1.0 - 1e-12),
@@ -549,7 +578,7 @@ class ReplicaSet:
             size,
             times,
             times.batch / per_token,
-            self._tpot_s(times),
+            self._tpot_s(times) * 1e3,
             np.zeros_like(step),
             np.ones_like(step),
         )
@@ -561,7 +590,8 @@ class ReplicaSet:
         compute_rate = times.batch * self.workload.input_tokens / service
         scaleout = self.hw.scaleout_bytes_per_s[size]
         rate = np.minimum(compute_rate, scaleout * self.workload.input_tokens / self._handoff_bytes)
-        return self._points(Phase.prefill, size, times, rate, ttft, handoff_s, rate / compute_rate)
+        activity = rate / compute_rate
+        return self._points(Phase.prefill, size, times, rate, ttft * 1e3, handoff_s, activity)
 
     def _table(self, phase: Phase, size: np.ndarray, times: PassTimes) -> PointTable:
         """The points of ``phase`` from their pass ``times`` (see the two methods below)."""
@@ -648,31 +678,77 @@ class ReplicaSet:
         return phase_coefficients(self.llm, self.precision, self.workload)
 
     def _row_latency_ms(self, size: np.ndarray, decode: np.ndarray, times: PassTimes) -> np.ndarray:
-        """``_latency_ms`` of each point: TPOT for decode points, TTFT for prefill points."""
-        return np.where(decode, self._tpot_s(times), self._ttft_s(size, times)) * 1e3
+        """``_latency_ms`` of each point: TPOT for decode points, TTFT for prefill points.
+
+        One expression for both, (t/E·f + t_h)·1e3, with decode rows f = ``tpot_factor`` and
+        t_h = 0, prefill rows E = 1 (``phase_pass``), f = ``ttft_factor`` and the hand-off
+        t_h: the same operations as ``_tpot_s`` and ``_ttft_s``, so the same values.
+        """
+        factor = np.where(decode, self._tpot_factor, self._ttft_factor)
+        handoff_s = np.where(decode, 0.0, self._handoff_s(size, times))
+        return (times.total_s / times.tokens_per_sequence * factor + handoff_s) * 1e3
+
+    @cached_property
+    def _tpot_factor(self) -> float:
+        return tpot_factor(self.workload.sla_percentile)
+
+    @cached_property
+    def _ttft_factor(self) -> float:
+        return ttft_factor(self.workload)
 
     def _row_table(
-        self, size: np.ndarray, decode: np.ndarray, label: np.ndarray, times: PassTimes
+        self,
+        size: np.ndarray,
+        decode: np.ndarray,
+        label: np.ndarray,
+        terms: PointTerms,
+        latency_ms: np.ndarray,
     ) -> PointTable:
-        """``decode_points`` / ``prefill_points`` of each search row, all phases at once.
+        """``decode_points`` / ``prefill_points`` of each search row, all phases at once, from
+        its pass ``terms`` and ``latency_ms`` (``_row_latency_ms``).
 
-        Decode rows: rate = b/(t/E), TPOT = (t/E)·f, no hand-off, activity 1. Prefill rows:
-        rate = min(b·L/S, n·NIC·L/kv((1−h)L)), TTFT = S·q + t_h, activity = rate / (b·L/S).
+        Decode rows: rate = b/(t/E), no hand-off, activity 1. Prefill rows:
+        rate = min(b·L/S, n·NIC·L/kv((1−h)L)), activity = rate / (b·L/S).
         """
-        step = times.total_s
-        per_token = step / times.tokens_per_sequence
-        handoff_s = np.where(decode, 0.0, self._handoff_s(size, times))
+        step = terms.total_s
+        per_token = step / terms.tokens_per_sequence
+        handoff_s = np.where(decode, 0.0, self._handoff_s(size, terms))
         input_tokens = self.workload.input_tokens
-        compute_rate = np.where(decode, times.batch / per_token, times.batch * input_tokens / step)
+        compute_rate = np.where(decode, terms.batch / per_token, terms.batch * input_tokens / step)
         nic_cap = self.hw.scaleout_bytes_per_s[size] * input_tokens / self._handoff_bytes
         rate = np.where(decode, compute_rate, np.minimum(compute_rate, nic_cap))
-        latency = np.where(
-            decode,
-            per_token * tpot_factor(self.workload.sla_percentile),
-            step * ttft_factor(self.workload) + handoff_s,
-        )
         activity = np.where(decode, 1.0, rate / compute_rate)
-        return self._points(label, size, times, rate, latency, handoff_s, activity)
+        return self._points(label, size, terms, rate, latency_ms, handoff_s, activity)
+
+    def _candidate_keys(
+        self, decode: np.ndarray, limits: np.ndarray, searched: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Packed (row, batch) keys of every search row's grid and, where ``searched``, its
+        ``coarse_candidates``: sorted, distinct, with a mask of those in a grid.
+
+        Row r has batch limit ``limits[r]`` and is a decode row if ``decode[r]``; replica
+        size r mod S. Grid batches: ``_grid_keys``; the first ``COARSE_CANDIDATES`` + 1
+        columns are the coarse batches (``_coarse_keys``), 0 (dropped) for rows not searched.
+        """
+        n = len(self)
+        powers = power_of_two_grid(float(limits.max(initial=0.0)))
+        columns = [np.broadcast_to(powers, (limits.size, powers.size)), limits[:, None]]
+        if decode.any():
+            knee = self.knee_batch()
+            near = np.where(np.isfinite(knee)[:, None], np.round(knee[:, None] * KNEE_OFFSETS), 1.0)
+            columns.append(np.where(decode[:, None], np.tile(near, (limits.size // n, 1)), 0.0))
+        upper = np.floor(np.where(searched, limits, 0.0))[:, None]
+        step = np.maximum(1.0, np.ceil((upper - 1.0) / COARSE_CANDIDATES))
+        coarse = np.minimum(1.0 + _COARSE_STEPS * step, upper)
+        batches = np.concatenate([coarse, *columns], axis=1)
+        keep = (batches >= 1) & (batches <= limits[:, None])
+        # key·2 + 1 for coarse batches: sorted, a batch in both comes first as a grid batch
+        tag = _COARSE_TAG[: batches.shape[1]]
+        tagged = (_pack(np.arange(limits.size)[:, None], batches) * 2.0 + tag)[keep]
+        tagged.sort()
+        keys = np.floor(tagged * 0.5)
+        first = np.concatenate(([True], keys[1:] != keys[:-1]))
+        return keys[first], (tagged[first] == keys[first] * 2.0)
 
     def grid_and_sla_points(
         self, targets: dict[Phase, float | None]
@@ -688,50 +764,67 @@ class ReplicaSet:
         """
         phases = tuple(targets)
         n = len(self)
-        grid_parts, search_parts = [], []
-        for k, phase in enumerate(phases):
-            limits = self.batch_limits(phase)
-            grid_parts.append(self._grid_keys(phase, limits) + k * n * _KEY_STRIDE)
-            if targets[phase] is not None:
-                search_parts.append(_coarse_keys(limits) + k * n * _KEY_STRIDE)
-        grid = np.concatenate(grid_parts)
-        keys = _distinct(np.concatenate([grid, *search_parts]))
-        is_grid = np.zeros(keys.size, dtype=bool)
-        is_grid[np.searchsorted(keys, grid)] = True
-        row, batch = _unpack(keys)
-        size, phase = row % n, row // n
         is_decode = np.array([p is Phase.decode for p in phases])
+        target = np.array([np.inf if targets[p] is None else targets[p] for p in phases])
+        searched = target < np.inf
+        limits = np.concatenate([self.batch_limits(p) for p in phases])
+        keys, is_grid = self._candidate_keys(
+            np.repeat(is_decode, n), limits, np.repeat(searched, n)
+        )
+        row, batch = np.divmod(keys, _KEY_STRIDE)
+        row = row.astype(int)
+        phase, size = np.divmod(row, n)
         decode = is_decode[phase]
         times = self._row_times(size, decode, batch)
+        latency = self._row_latency_ms(size, decode, times)
+        terms = PointTerms.stack(times, latency)
         index = np.full(len(phases) * n, -1)
-        if search_parts:
-            target = np.array([np.inf if targets[p] is None else targets[p] for p in phases])
-            ok = self._row_latency_ms(size, decode, times) <= target[phase]
-            index, first_fail = initial_run(row, batch, ok, index.size)
+        if searched.any():
+            index, first_fail = initial_run(row, batch, latency <= target[phase], index.size)
             fine_row, fine_batch = bracket(batch, index, first_fail)
             if fine_row.size:
-                fine_size, fine_phase = fine_row % n, fine_row // n
+                fine_phase, fine_size = np.divmod(fine_row, n)
                 fine_decode = is_decode[fine_phase]
                 fine = self._row_times(fine_size, fine_decode, fine_batch)
-                ok = self._row_latency_ms(fine_size, fine_decode, fine) <= target[fine_phase]
+                latency = self._row_latency_ms(fine_size, fine_decode, fine)
+                ok = latency <= target[fine_phase]
                 fine_index, _ = initial_run(fine_row, fine_batch, ok, index.size)
                 index = np.where(fine_index >= 0, fine_index + row.size, index)
-                times = PassTimes.concat([times, fine])
+                terms = np.concatenate([terms, PointTerms.stack(fine, latency)], axis=1)
                 size = np.concatenate([size, fine_size])
                 phase = np.concatenate([phase, fine_phase])
                 decode = np.concatenate([decode, fine_decode])
-            index[np.repeat(target == np.inf, n)] = -1
-        # Per phase: its grid points (sorted by size, batch), then its SLA points by size.
-        start = np.searchsorted(keys, np.arange(len(phases) + 1) * n * _KEY_STRIDE)
-        parts = []
-        for k in range(len(phases)):
-            parts.append(np.flatnonzero(is_grid[start[k] : start[k + 1]]) + start[k])
-            sla = index[k * n : (k + 1) * n]
-            parts.append(sla[sla >= 0])
-        rows = np.concatenate(parts)
+            index[np.repeat(~searched, n)] = -1
+        rows = _grid_then_sla(is_grid, phase, index, len(phases))
         labels = np.array([p.value for p in phases], dtype=object)
-        table = self._row_table(size[rows], decode[rows], labels[phase[rows]], times.take(rows))
+        *point_terms, latency_ms = terms[:, rows]
+        table = self._row_table(
+            size[rows], decode[rows], labels[phase[rows]], PointTerms(*point_terms), latency_ms
+        )
         return table, phase[rows]
+
+
+_COARSE_TAG = (np.arange(2 * COARSE_CANDIDATES + 64) <= COARSE_CANDIDATES).astype(float)
+"""1 for the coarse columns of ``_candidate_keys``, 0 for the grid columns after them."""
+
+
+def _grid_then_sla(
+    is_grid: np.ndarray, phase: np.ndarray, sla: np.ndarray, n_phases: int
+) -> np.ndarray:
+    """Point indices in table order: per phase, its grid points (by size, then batch), then
+    its SLA points by size. ``is_grid`` marks the candidate keys (sorted, so by phase) in a
+    grid, ``phase`` is each point's phase, ``sla`` per search row (phase-major) its SLA
+    point's index, −1 if none."""
+    grid = np.flatnonzero(is_grid)
+    if n_phases == 1:
+        return np.concatenate([grid, sla[sla >= 0]])
+    starts = np.searchsorted(phase[grid], np.arange(n_phases + 1))
+    per_phase = sla.reshape(n_phases, -1)
+    parts = []
+    for k in range(n_phases):
+        parts.append(grid[starts[k] : starts[k + 1]])
+        parts.append(per_phase[k][per_phase[k] >= 0])
+    return np.concatenate(parts)
 
 
 def operating_points(
