@@ -300,7 +300,7 @@ def bracket(
         return rows, np.zeros(0)
     inside = last[rows, None] + np.arange(1.0, gap[rows].max() + 1.0)[None, :]
     keep = inside < first_fail[rows, None]
-    return np.broadcast_to(rows[:, None], inside.shape)[keep], inside[keep]
+    return rows[np.nonzero(keep)[0]], inside[keep]
 
 
 def largest_feasible(
@@ -341,13 +341,15 @@ class ReplicaLayout:
     hardware_rows: np.ndarray
     """The array fields of ``hw`` stacked, one row each (``ReplicaHardware`` field order), so
     aligning them with points is one fancy index (``take_hardware``)."""
+    kv_room_bytes: np.ndarray
+    """Usable memory left beside the weights: capacity − W."""
+    decode_allowed: np.ndarray
+    """Whether the weights fit ``max_weight_share`` of usable memory (decode replicas)."""
 
     def take_hardware(self, size: np.ndarray) -> ReplicaHardware:
         """``hw.take(size)`` — the same values — from one index of ``hardware_rows``."""
-        columns = self.hardware_rows.take(size, axis=1)
         return ReplicaHardware(
-            **dict(zip(_HARDWARE_ARRAYS, columns, strict=True)),
-            overlap_exponent=self.hw.overlap_exponent,
+            *self.hardware_rows.take(size, axis=1), overlap_exponent=self.hw.overlap_exponent
         )
 
 
@@ -370,15 +372,25 @@ def replica_layout(
     racks = racks_per_replica(rack.chips_per_rack, chips)
     hw = replica_hardware(rack, chips, precision, efficiency)
     hw_arrays = [getattr(hw, name) for name in _HARDWARE_ARRAYS]
-    rows = np.array(hw_arrays, dtype=float)
-    layout = ReplicaLayout(chips, racks, chips / (racks * rack.chips_per_rack), hw, rows)
-    for array in (*hw_arrays, chips, racks, layout.chips_used_share, rows):
+    weights = weight_bytes_total(llm, precision)
+    layout = ReplicaLayout(
+        chips=chips,
+        racks_per_replica=racks,
+        chips_used_share=chips / (racks * rack.chips_per_rack),
+        hw=hw,
+        hardware_rows=np.array(hw_arrays, dtype=float),
+        kv_room_bytes=hw.capacity_bytes - weights,
+        decode_allowed=weights <= efficiency.max_weight_share * hw.capacity_bytes * (1 + 1e-9),
+    )
+    shared = (chips, racks, layout.chips_used_share, layout.hardware_rows, layout.kv_room_bytes)
+    for array in (*hw_arrays, *shared, layout.decode_allowed):
         array.flags.writeable = False
     return layout
 
 
-_HARDWARE_ARRAYS = tuple(f.name for f in fields(ReplicaHardware) if f.name != "overlap_exponent")
-"""``ReplicaHardware``'s array fields, in order (its last field is the scalar exponent)."""
+_HARDWARE_ARRAYS = tuple(f.name for f in fields(ReplicaHardware))[:-1]
+"""``ReplicaHardware``'s array fields, in order: all but the last, the scalar exponent."""
+assert fields(ReplicaHardware)[-1].name == "overlap_exponent", "the array fields come first"
 
 
 @dataclass(frozen=True)
@@ -428,9 +440,11 @@ class ReplicaSet:
     def __len__(self) -> int:
         return int(self.chips.size)
 
-    def _batch_limit(self, context_tokens: float, cap: int) -> np.ndarray:
-        room = self.hw.capacity_bytes - weight_bytes_total(self.llm, self.precision)
-        per_sequence = float(kv_bytes_per_sequence(self.llm, self.precision, context_tokens))
+    def _batch_limit(self, context_tokens: float | np.ndarray, cap: int | np.ndarray) -> np.ndarray:
+        """min(cap, ⌊(usable − W) / kv(context)⌋), at least 0, per replica size; for a column
+        of contexts and caps, one row each."""
+        per_sequence = kv_bytes_per_sequence(self.llm, self.precision, context_tokens)
+        room = self.layout.kv_room_bytes
         return np.minimum(cap, np.maximum(0.0, np.floor(room / per_sequence)))
 
     def decode_batch_limits(self) -> np.ndarray:
@@ -438,13 +452,11 @@ class ReplicaSet:
         ``max_batch_per_replica`` sequences and ``max_tokens_per_step`` tokens per step
         (b·(d + 1) with d drafted tokens); 0 where the weights exceed ``max_weight_share`` of
         the usable memory (deployments give a decode replica room for its KV cache)."""
-        limits = self._batch_limit(self.workload.mean_decode_context, self._decode_cap())
-        return np.where(self._decode_allowed(), limits, 0.0)
+        return self._phase_limits((Phase.decode,))[0]
 
     def _decode_allowed(self) -> np.ndarray:
-        weights = weight_bytes_total(self.llm, self.precision)
-        share = self.efficiency.max_weight_share
-        return weights <= share * self.hw.capacity_bytes * (1 + 1e-9)
+        """W ≤ ``max_weight_share`` · usable memory, per replica size (``ReplicaLayout``)."""
+        return self.layout.decode_allowed
 
     def _decode_cap(self) -> int:
         engine = self.efficiency
@@ -469,12 +481,24 @@ class ReplicaSet:
     def prefill_batch_limits(self) -> np.ndarray:
         """⌊(usable − W) / kv(L)⌋ per replica size, capped at MAX_PREFILL_BATCH prompts and at
         ``max_tokens_per_step`` / ((1 − h)·L) (at least one prompt, chunked if longer)."""
+        return self._phase_limits((Phase.prefill,))[0]
+
+    def _prefill_cap(self) -> int:
         by_tokens = self.efficiency.max_tokens_per_step // max(
             1.0, self.workload.computed_input_tokens
         )
-        return self._batch_limit(
-            self.workload.input_tokens, int(max(1, min(MAX_PREFILL_BATCH, by_tokens)))
-        )
+        return int(max(1, min(MAX_PREFILL_BATCH, by_tokens)))
+
+    def _phase_limits(self, phases: tuple[Phase, ...]) -> np.ndarray:
+        """``batch_limits`` of each of ``phases``, one row each, in one vectorised step:
+        decode at context ctx = L + O/2 with ``_decode_cap`` and only where
+        ``_decode_allowed``, prefill at context L with ``_prefill_cap``."""
+        decode = np.array([phase is Phase.decode for phase in phases])
+        workload = self.workload
+        contexts = np.where(decode, workload.mean_decode_context, workload.input_tokens)
+        caps = [self._decode_cap() if d else self._prefill_cap() for d in decode]
+        limits = self._batch_limit(contexts[:, None], np.array(caps)[:, None])
+        return np.where(decode[:, None] & ~self._decode_allowed(), 0.0, limits)
 
     def decode_times(self, size: np.ndarray, batch: np.ndarray) -> PassTimes:
         return decode_step(self.hw.take(size), self.llm, self.precision, self.workload, batch)
@@ -643,12 +667,16 @@ class ReplicaSet:
         powers = power_of_two_grid(float(limits.max(initial=0.0)))
         columns = [powers + np.zeros((len(self), 1)), limits[:, None]]
         if phase is Phase.decode:
-            knee = self.knee_batch()
-            near = np.where(np.isfinite(knee)[:, None], np.round(knee[:, None] * KNEE_OFFSETS), 1.0)
-            columns.append(near)
+            columns.append(self._knee_neighbourhood())
         batches = np.concatenate(columns, axis=1)
         keep = (batches >= 1) & (batches <= limits[:, None])
         return _pack(np.arange(len(self))[:, None], batches)[keep]
+
+    def _knee_neighbourhood(self) -> np.ndarray:
+        """Decode grid batches near the knee per replica size, one row each:
+        round(b*·2^(±1/2, ±1/4, 0)), or 1 where there is no knee (``knee_batch``)."""
+        knee = self.knee_batch()
+        return np.where(np.isfinite(knee)[:, None], np.round(knee[:, None] * KNEE_OFFSETS), 1.0)
 
     def best_meeting(self, phase: Phase, target_ms: float | None) -> tuple[np.ndarray, np.ndarray]:
         """Per replica size, the largest batch whose latency ≤ ``target_ms`` (0: none).
@@ -727,28 +755,29 @@ class ReplicaSet:
         ``coarse_candidates``: sorted, distinct, with a mask of those in a grid.
 
         Row r has batch limit ``limits[r]`` and is a decode row if ``decode[r]``; replica
-        size r mod S. Grid batches: ``_grid_keys``; the first ``COARSE_CANDIDATES`` + 1
-        columns are the coarse batches (``_coarse_keys``), 0 (dropped) for rows not searched.
+        size r mod S. Keys are tagged, key·2 + 1 for a coarse-only batch and key·2 for a grid
+        batch, so that sorted, a batch in both comes first as a grid batch: each row's
+        batches but the knee's come from ``_row_candidates`` (shared by rows of equal limit),
+        the knee neighbourhood of decode rows (``_grid_keys``) is added here.
         """
+        rows = [
+            _row_candidates(u, s) for u, s in zip(limits.tolist(), searched.tolist(), strict=True)
+        ]
+        row_start = np.arange(limits.size) * (2.0 * _KEY_STRIDE)
+        tagged = np.concatenate(rows) + np.repeat(row_start, [r.size for r in rows])
+        parts = [tagged]
         n = len(self)
-        powers = power_of_two_grid(float(limits.max(initial=0.0)))
-        columns = [np.broadcast_to(powers, (limits.size, powers.size)), limits[:, None]]
-        if decode.any():
-            knee = self.knee_batch()
-            near = np.where(np.isfinite(knee)[:, None], np.round(knee[:, None] * KNEE_OFFSETS), 1.0)
-            columns.append(np.where(decode[:, None], np.tile(near, (limits.size // n, 1)), 0.0))
-        upper = np.floor(np.where(searched, limits, 0.0))[:, None]
-        step = np.maximum(1.0, np.ceil((upper - 1.0) / COARSE_CANDIDATES))
-        coarse = np.minimum(1.0 + _COARSE_STEPS * step, upper)
-        batches = np.concatenate([coarse, *columns], axis=1)
-        keep = (batches >= 1) & (batches <= limits[:, None])
-        # key·2 + 1 for coarse batches: sorted, a batch in both comes first as a grid batch
-        tag = _COARSE_TAG[: batches.shape[1]]
-        tagged = (_pack(np.arange(limits.size)[:, None], batches) * 2.0 + tag)[keep]
+        for start in range(0, limits.size, n):
+            if decode[start]:
+                near = self._knee_neighbourhood()
+                keep = (near >= 1) & (near <= limits[start : start + n, None])
+                parts.append((near * 2.0 + row_start[start : start + n, None])[keep])
+        tagged = np.concatenate(parts) if len(parts) > 1 else tagged
         tagged.sort()
         keys = np.floor(tagged * 0.5)
         first = np.concatenate(([True], keys[1:] != keys[:-1]))
-        return keys[first], (tagged[first] == keys[first] * 2.0)
+        keys = keys[first]
+        return keys, tagged[first] == keys * 2.0
 
     def grid_and_sla_points(
         self, targets: dict[Phase, float | None]
@@ -767,7 +796,7 @@ class ReplicaSet:
         is_decode = np.array([p is Phase.decode for p in phases])
         target = np.array([np.inf if targets[p] is None else targets[p] for p in phases])
         searched = target < np.inf
-        limits = np.concatenate([self.batch_limits(p) for p in phases])
+        limits = self._phase_limits(phases).ravel()
         keys, is_grid = self._candidate_keys(
             np.repeat(is_decode, n), limits, np.repeat(searched, n)
         )
@@ -804,8 +833,22 @@ class ReplicaSet:
         return table, phase[rows]
 
 
-_COARSE_TAG = (np.arange(2 * COARSE_CANDIDATES + 64) <= COARSE_CANDIDATES).astype(float)
-"""1 for the coarse columns of ``_candidate_keys``, 0 for the grid columns after them."""
+@lru_cache(maxsize=1024)
+def _row_candidates(limit: float, searched: bool) -> np.ndarray:
+    """One search row's batches b as sorted distinct 2·b + tag: the grid's powers of two up to
+    ``limit`` and the limit itself (tag 0), and if ``searched`` the ``coarse_candidates`` of
+    ``limit`` (tag 1 unless also in the grid). Read-only (shared)."""
+    limits = np.array([limit])
+    grid = np.concatenate([power_of_two_grid(limit), limits])
+    batches = [grid[(grid >= 1) & (grid <= limit)] * 2.0]
+    if searched:
+        _, coarse = _unpack(_coarse_keys(limits))
+        batches.append(coarse * 2.0 + 1.0)
+    tagged = np.sort(np.concatenate(batches))
+    batch = tagged // 2.0
+    tagged = tagged[np.concatenate(([True], batch[1:] != batch[:-1]))[: tagged.size]]
+    tagged.flags.writeable = False
+    return tagged
 
 
 def _grid_then_sla(
