@@ -274,8 +274,10 @@ def initial_run(
     non-monotone ``ok`` from round-off keeps its initial run); the first failing batch is
     the smallest b with ``ok`` false (inf if none). Rows not tested: (−1, inf).
     """
-    index = np.full(n_rows, -1)
-    first_fail = np.full(n_rows, np.inf)
+    index = np.empty(n_rows, dtype=int)
+    index.fill(-1)
+    first_fail = np.empty(n_rows)
+    first_fail.fill(np.inf)
     if row.size == 0:
         return index, first_fail
     starts = np.flatnonzero(np.concatenate(([True], row[1:] != row[:-1])))
@@ -705,16 +707,20 @@ class ReplicaSet:
         """``roofline.phase_coefficients`` of this LLM, precision and workload."""
         return phase_coefficients(self.llm, self.precision, self.workload)
 
-    def _row_latency_ms(self, size: np.ndarray, decode: np.ndarray, times: PassTimes) -> np.ndarray:
-        """``_latency_ms`` of each point: TPOT for decode points, TTFT for prefill points.
+    def _row_latency_ms(
+        self, size: np.ndarray, decode: np.ndarray, times: PassTimes
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``_latency_ms`` of each point (TPOT for decode points, TTFT for prefill points) and
+        its KV hand-off time t_h in s (``_handoff_s``; 0 for decode points).
 
         One expression for both, (t/E·f + t_h)·1e3, with decode rows f = ``tpot_factor`` and
-        t_h = 0, prefill rows E = 1 (``phase_pass``), f = ``ttft_factor`` and the hand-off
-        t_h: the same operations as ``_tpot_s`` and ``_ttft_s``, so the same values.
+        t_h = 0, prefill rows E = 1 (``phase_pass``) and f = ``ttft_factor``: the same
+        operations as ``_tpot_s`` and ``_ttft_s``, so the same values.
         """
         factor = np.where(decode, self._tpot_factor, self._ttft_factor)
         handoff_s = np.where(decode, 0.0, self._handoff_s(size, times))
-        return (times.total_s / times.tokens_per_sequence * factor + handoff_s) * 1e3
+        latency_ms = (times.total_s / times.tokens_per_sequence * factor + handoff_s) * 1e3
+        return latency_ms, handoff_s
 
     @cached_property
     def _tpot_factor(self) -> float:
@@ -731,16 +737,16 @@ class ReplicaSet:
         label: np.ndarray,
         terms: PointTerms,
         latency_ms: np.ndarray,
+        handoff_s: np.ndarray,
     ) -> PointTable:
         """``decode_points`` / ``prefill_points`` of each search row, all phases at once, from
-        its pass ``terms`` and ``latency_ms`` (``_row_latency_ms``).
+        its pass ``terms``, ``latency_ms`` and ``handoff_s`` (``_row_latency_ms``).
 
         Decode rows: rate = b/(t/E), no hand-off, activity 1. Prefill rows:
         rate = min(b·L/S, n·NIC·L/kv((1−h)L)), activity = rate / (b·L/S).
         """
         step = terms.total_s
         per_token = step / terms.tokens_per_sequence
-        handoff_s = np.where(decode, 0.0, self._handoff_s(size, terms))
         input_tokens = self.workload.input_tokens
         compute_rate = np.where(decode, terms.batch / per_token, terms.batch * input_tokens / step)
         nic_cap = self.hw.scaleout_bytes_per_s[size] * input_tokens / self._handoff_bytes
@@ -805,8 +811,8 @@ class ReplicaSet:
         phase, size = np.divmod(row, n)
         decode = is_decode[phase]
         times = self._row_times(size, decode, batch)
-        latency = self._row_latency_ms(size, decode, times)
-        terms = PointTerms.stack(times, latency)
+        latency, handoff_s = self._row_latency_ms(size, decode, times)
+        terms = PointTerms.stack(times, latency, handoff_s)
         index = np.full(len(phases) * n, -1)
         if searched.any():
             index, first_fail = initial_run(row, batch, latency <= target[phase], index.size)
@@ -815,20 +821,22 @@ class ReplicaSet:
                 fine_phase, fine_size = np.divmod(fine_row, n)
                 fine_decode = is_decode[fine_phase]
                 fine = self._row_times(fine_size, fine_decode, fine_batch)
-                latency = self._row_latency_ms(fine_size, fine_decode, fine)
+                latency, handoff_s = self._row_latency_ms(fine_size, fine_decode, fine)
                 ok = latency <= target[fine_phase]
                 fine_index, _ = initial_run(fine_row, fine_batch, ok, index.size)
                 index = np.where(fine_index >= 0, fine_index + row.size, index)
-                terms = np.concatenate([terms, PointTerms.stack(fine, latency)], axis=1)
+                fine_terms = PointTerms.stack(fine, latency, handoff_s)
+                terms = np.concatenate([terms, fine_terms], axis=1)
                 size = np.concatenate([size, fine_size])
                 phase = np.concatenate([phase, fine_phase])
                 decode = np.concatenate([decode, fine_decode])
             index[np.repeat(~searched, n)] = -1
         rows = _grid_then_sla(is_grid, phase, index, len(phases))
         labels = np.array([p.value for p in phases], dtype=object)
-        *point_terms, latency_ms = terms[:, rows]
+        *point_terms, latency_ms, handoff_s = terms[:, rows]
+        point_terms = PointTerms(*point_terms)
         table = self._row_table(
-            size[rows], decode[rows], labels[phase[rows]], PointTerms(*point_terms), latency_ms
+            size[rows], decode[rows], labels[phase[rows]], point_terms, latency_ms, handoff_s
         )
         return table, phase[rows]
 
