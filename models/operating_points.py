@@ -347,6 +347,13 @@ class ReplicaLayout:
     """Usable memory left beside the weights: capacity − W."""
     decode_allowed: np.ndarray
     """Whether the weights fit ``max_weight_share`` of usable memory (decode replicas)."""
+    size_columns: np.ndarray
+    """Rows chips, racks_per_replica, chips_used_share, capacity_bytes: what a point takes
+    from its replica size, in one index (``ReplicaSet._points``)."""
+    gemm_s_per_token: np.ndarray
+    """2·N_act / F: GEMM seconds per token at full efficiency (``ReplicaSet.knee_batch``)."""
+    weights_s: np.ndarray
+    """W / B: seconds to stream all weights once (``ReplicaSet.knee_batch``)."""
 
     def take_hardware(self, size: np.ndarray) -> ReplicaHardware:
         """``hw.take(size)`` — the same values — from one index of ``hardware_rows``."""
@@ -372,21 +379,25 @@ def replica_layout(
     sizes |= set(replica_sizes(rack, llm, precision, efficiency.max_weight_share))
     chips = np.array(sorted(sizes), dtype=float)
     racks = racks_per_replica(rack.chips_per_rack, chips)
+    share = chips / (racks * rack.chips_per_rack)
     hw = replica_hardware(rack, chips, precision, efficiency)
     hw_arrays = [getattr(hw, name) for name in _HARDWARE_ARRAYS]
     weights = weight_bytes_total(llm, precision)
     layout = ReplicaLayout(
         chips=chips,
         racks_per_replica=racks,
-        chips_used_share=chips / (racks * rack.chips_per_rack),
+        chips_used_share=share,
         hw=hw,
         hardware_rows=np.array(hw_arrays, dtype=float),
         kv_room_bytes=hw.capacity_bytes - weights,
         decode_allowed=weights <= efficiency.max_weight_share * hw.capacity_bytes * (1 + 1e-9),
+        size_columns=np.array([chips, racks, share, hw.capacity_bytes]),
+        gemm_s_per_token=2.0 * llm.params_active_b * 1e9 / hw.linear_flops_per_s,
+        weights_s=weights / hw.bandwidth_bytes_per_s,
     )
-    shared = (chips, racks, layout.chips_used_share, layout.hardware_rows, layout.kv_room_bytes)
-    for array in (*hw_arrays, *shared, layout.decode_allowed):
-        array.flags.writeable = False
+    for array in (*hw_arrays, *(getattr(layout, f.name) for f in fields(layout))):
+        if isinstance(array, np.ndarray):
+            array.flags.writeable = False
     return layout
 
 
@@ -523,7 +534,7 @@ class ReplicaSet:
         """
         ctx = self.workload.mean_decode_context
         per_token_compute = (
-            2.0 * self.llm.params_active_b * 1e9 / self.hw.linear_flops_per_s
+            self.layout.gemm_s_per_token
             + decode_attention_flops_per_token(self.llm, ctx) / self.hw.attention_flops_per_s
         )
         kv_time = (
@@ -533,12 +544,10 @@ class ReplicaSet:
         slope = per_token_compute - kv_time
         rising = slope > 0
         safe_slope = np.where(rising, slope, 1.0)
-        weights = np.full(len(self), weight_bytes_total(self.llm, self.precision))
-        steps = 3 if self.llm.is_moe else 1  # dense: W_read(b) = W, exact at once
-        for step in range(steps):
+        knee = np.where(rising, self.layout.weights_s / safe_slope, np.inf)
+        for _ in range(2 if self.llm.is_moe else 0):  # dense: W_read(b) = W, exact at once
+            weights = weight_bytes_read(self.llm, self.precision, np.where(rising, knee, 1.0))
             knee = np.where(rising, weights / self.hw.bandwidth_bytes_per_s / safe_slope, np.inf)
-            if step + 1 < steps:
-                weights = weight_bytes_read(self.llm, self.precision, np.where(rising, knee, 1.0))
         return knee
 
     def _points(
@@ -554,24 +563,24 @@ class ReplicaSet:
         """The points of passes ``times`` on replica sizes ``size`` (module docstring: rate per
         rack and chip, power); ``activity`` scales the busy share (prefill capped by the NICs)."""
         rack = self.rack
-        racks = self.racks_per_replica[size]
+        chips, racks, share, capacity = self.layout.size_columns.take(size, axis=1)
         per_rack = tokens_per_s_per_replica / racks
         power = rack.power_kw_idle + (rack.power_kw_at_load - rack.power_kw_idle) * (
-            self.chips_used_share[size] * times.busy_fraction * activity
+            share * times.busy_fraction * activity
         )
         return PointTable(
             phase=np.full(size.size, phase.value, dtype=object)
             if isinstance(phase, Phase)
             else phase,
             batch_size=times.batch,
-            chips_per_replica=self.chips[size],
+            chips_per_replica=chips,
             racks_per_replica=racks,
             tokens_per_s_per_rack=per_rack,
             tokens_per_s_per_chip=per_rack / rack.chips_per_rack,
             latency_ms=latency_ms,
             memory_used_gb=times.memory_used_bytes / 1e9,
             power_kw=power,
-            bound=_bounds(times, self.hw.capacity_bytes[size], activity < 1.0 - 1e-12),
+            bound=_bounds(times, capacity, activity < 1.0 - 1e-12),
             compute_ms=times.compute_s * 1e3,
             memory_ms=times.memory_s * 1e3,
             communication_ms=times.communication_s * 1e3,
