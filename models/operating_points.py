@@ -362,8 +362,29 @@ class ReplicaLayout:
         )
 
 
-@lru_cache(maxsize=LAYOUT_CACHE_SIZE)
 def replica_layout(
+    rack: RackType, llm: LLM, precision: Precision, efficiency: EfficiencyFactors
+) -> ReplicaLayout:
+    """``_replica_layout``, found first by the inputs' identity (the same catalog objects again:
+    no hashing or comparing of pydantic models), then by their value. The identity table holds
+    the inputs themselves, so their ids cannot be reused while it has them."""
+    inputs = (rack, llm, precision, efficiency)
+    key = (id(rack), id(llm), id(precision), id(efficiency))
+    known = _LAYOUTS_BY_IDENTITY.get(key)
+    if known is not None and all(a is b for a, b in zip(known[0], inputs, strict=True)):
+        return known[1]
+    layout = _replica_layout(*inputs)
+    if len(_LAYOUTS_BY_IDENTITY) >= LAYOUT_CACHE_SIZE:
+        _LAYOUTS_BY_IDENTITY.clear()
+    _LAYOUTS_BY_IDENTITY[key] = (inputs, layout)
+    return layout
+
+
+_LAYOUTS_BY_IDENTITY: dict[tuple[int, ...], tuple[tuple[object, ...], ReplicaLayout]] = {}
+
+
+@lru_cache(maxsize=LAYOUT_CACHE_SIZE)
+def _replica_layout(
     rack: RackType, llm: LLM, precision: Precision, efficiency: EfficiencyFactors
 ) -> ReplicaLayout:
     """Candidate replica sizes (prefill: ``replica_sizes``; decode: within ``max_weight_share``
@@ -769,25 +790,23 @@ class ReplicaSet:
         """Packed (row, batch) keys of every search row's grid and, where ``searched``, its
         ``coarse_candidates``: sorted, distinct, with a mask of those in a grid.
 
-        Row r has batch limit ``limits[r]`` and is a decode row if ``decode[r]``; replica
-        size r mod S. Keys are tagged, key·2 + 1 for a coarse-only batch and key·2 for a grid
-        batch, so that sorted, a batch in both comes first as a grid batch: each row's
-        batches but the knee's come from ``_row_candidates`` (shared by rows of equal limit),
-        the knee neighbourhood of decode rows (``_grid_keys``) is added here.
+        Phase k (a decode phase if ``decode[k]``) has rows k·S + size with batch limits
+        ``limits[k]``. Keys are tagged, key·2 + 1 for a coarse-only batch and key·2 for a grid
+        batch, so that sorted, a batch in both comes first as a grid batch: each phase's
+        batches but the knee's come from ``_block_candidates`` (shared by phases of equal
+        limits), the knee neighbourhood of decode rows (``_grid_keys``) is added here.
         """
-        rows = [
-            _row_candidates(u, s) for u, s in zip(limits.tolist(), searched.tolist(), strict=True)
-        ]
-        row_start = np.arange(limits.size) * (2.0 * _KEY_STRIDE)
-        tagged = np.concatenate(rows) + np.repeat(row_start, [r.size for r in rows])
-        parts = [tagged]
         n = len(self)
-        for start in range(0, limits.size, n):
-            if decode[start]:
+        stride = 2.0 * n * _KEY_STRIDE  # one phase's rows in tagged keys
+        parts = []
+        for k, (phase_limits, phase_searched) in enumerate(zip(limits, searched, strict=True)):
+            block = _block_candidates(tuple(phase_limits.tolist()), bool(phase_searched))
+            parts.append(block + k * stride if k else block)
+            if decode[k]:
                 near = self._knee_neighbourhood()
-                keep = (near >= 1) & (near <= limits[start : start + n, None])
-                parts.append((near * 2.0 + row_start[start : start + n, None])[keep])
-        tagged = np.concatenate(parts) if len(parts) > 1 else tagged
+                keep = (near >= 1) & (near <= phase_limits[:, None])
+                parts.append((near * 2.0 + _row_starts(k * n, n))[keep])
+        tagged = np.concatenate(parts)
         tagged.sort()
         keys = np.floor(tagged * 0.5)
         first = np.concatenate(([True], keys[1:] != keys[:-1]))
@@ -811,10 +830,8 @@ class ReplicaSet:
         is_decode = np.array([p is Phase.decode for p in phases])
         target = np.array([np.inf if targets[p] is None else targets[p] for p in phases])
         searched = target < np.inf
-        limits = self._phase_limits(phases).ravel()
-        keys, is_grid = self._candidate_keys(
-            np.repeat(is_decode, n), limits, np.repeat(searched, n)
-        )
+        limits = self._phase_limits(phases)
+        keys, is_grid = self._candidate_keys(is_decode, limits, searched)
         row, batch = np.divmod(keys, _KEY_STRIDE)
         row = row.astype(int)
         phase, size = np.divmod(row, n)
@@ -839,15 +856,32 @@ class ReplicaSet:
                 size = np.concatenate([size, fine_size])
                 phase = np.concatenate([phase, fine_phase])
                 decode = np.concatenate([decode, fine_decode])
-            index[np.repeat(~searched, n)] = -1
+            if not searched.all():
+                index[np.repeat(~searched, n)] = -1
         rows = _grid_then_sla(is_grid, phase, index, len(phases))
         labels = np.array([p.value for p in phases], dtype=object)
         *point_terms, latency_ms, handoff_s = terms[:, rows]
         point_terms = PointTerms(*point_terms)
+        phase = phase[rows]
         table = self._row_table(
-            size[rows], decode[rows], labels[phase[rows]], point_terms, latency_ms, handoff_s
+            size[rows], decode[rows], labels[phase], point_terms, latency_ms, handoff_s
         )
-        return table, phase[rows]
+        return table, phase
+
+
+@lru_cache(maxsize=1024)
+def _block_candidates(limits: tuple[float, ...], searched: bool) -> np.ndarray:
+    """Rows 0, 1, … with batch ``limits`` as tagged keys 2·(row·stride + b) + tag
+    (``_row_candidates``), concatenated. Read-only (shared)."""
+    rows = [_row_candidates(limit, searched) for limit in limits]
+    tagged = np.concatenate(rows) + np.repeat(_row_starts(0, len(limits)), [r.size for r in rows])
+    tagged.flags.writeable = False
+    return tagged
+
+
+def _row_starts(first: int, count: int) -> np.ndarray:
+    """2·row·stride of rows first … first + count − 1, as a column: a row's tagged keys start."""
+    return (np.arange(first, first + count) * (2.0 * _KEY_STRIDE))[:, None]
 
 
 @lru_cache(maxsize=1024)
