@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from functools import cached_property, lru_cache
+from operator import attrgetter
 from typing import NamedTuple
 
 import numpy as np
@@ -122,7 +123,7 @@ class PointTable:
         return cls(*(np.concatenate([getattr(t, name) for t in tables]) for name in _POINT_FIELDS))
 
     def take(self, mask_or_index: np.ndarray) -> PointTable:
-        return PointTable(*(getattr(self, name)[mask_or_index] for name in _POINT_FIELDS))
+        return PointTable(*[column[mask_or_index] for column in _point_columns(self)])
 
     def records(self) -> list[dict[str, object]]:
         """One dict per point, with ``ttft_ms`` (prefill) or ``tpot_ms`` (decode)."""
@@ -155,6 +156,8 @@ class PointTable:
 
 
 _POINT_FIELDS = tuple(f.name for f in fields(PointTable))
+_point_columns = attrgetter(*_POINT_FIELDS)
+"""All of a ``PointTable``'s columns, in field order, in one call."""
 
 
 class PointTerms(NamedTuple):
@@ -191,10 +194,9 @@ def _bounds(
     else compute or memory bandwidth, whichever term of the roofline is larger.
     """
     compute, memory = times.compute_s, times.memory_s
-    code = (compute < memory).astype(int)  # 0 compute, 1 memory bandwidth
-    comm = times.communication_s > np.maximum(compute, memory)
-    code[comm | handoff_binds] = 2
-    code[times.memory_used_bytes >= CAPACITY_BOUND_SHARE * capacity_bytes] = 3
+    communication = (times.communication_s > np.maximum(compute, memory)) | handoff_binds
+    capacity = times.memory_used_bytes >= CAPACITY_BOUND_SHARE * capacity_bytes
+    code = np.where(capacity, 3, np.where(communication, 2, compute < memory))
     return _BOUND_LABELS[code]
 
 
@@ -229,6 +231,14 @@ _KEY_STRIDE = (MAX_DECODE_BATCH + 1.0) * 4
 
 def _pack(size: np.ndarray, batch: np.ndarray) -> np.ndarray:
     return size * _KEY_STRIDE + batch
+
+
+def _split_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_unpack`` (the same values) for rows < 2^30, with a multiplication for the division:
+    key·(1/stride) = row + batch/stride within row·2^-51 < 5e-7 of it, and batch/stride lies in
+    [1/stride, 1/4] (1 ≤ batch ≤ MAX_DECODE_BATCH), so its floor is exactly the row."""
+    row = np.floor(keys * (1.0 / _KEY_STRIDE))
+    return row.astype(int), keys - row * _KEY_STRIDE
 
 
 def _unpack(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -832,13 +842,12 @@ class ReplicaSet:
         searched = target < np.inf
         limits = self._phase_limits(phases)
         keys, is_grid = self._candidate_keys(is_decode, limits, searched)
-        row, batch = np.divmod(keys, _KEY_STRIDE)
-        row = row.astype(int)
+        row, batch = _split_keys(keys)
         phase, size = np.divmod(row, n)
         decode = is_decode[phase]
         times = self._row_times(size, decode, batch)
         latency, handoff_s = self._row_latency_ms(size, decode, times)
-        terms = PointTerms.stack(times, latency, handoff_s)
+        terms = PointTerms.stack(times, latency, handoff_s, row)
         index = np.full(len(phases) * n, -1)
         if searched.any():
             index, first_fail = initial_run(row, batch, latency <= target[phase], index.size)
@@ -851,20 +860,16 @@ class ReplicaSet:
                 ok = latency <= target[fine_phase]
                 fine_index, _ = initial_run(fine_row, fine_batch, ok, index.size)
                 index = np.where(fine_index >= 0, fine_index + row.size, index)
-                fine_terms = PointTerms.stack(fine, latency, handoff_s)
+                fine_terms = PointTerms.stack(fine, latency, handoff_s, fine_row)
                 terms = np.concatenate([terms, fine_terms], axis=1)
-                size = np.concatenate([size, fine_size])
-                phase = np.concatenate([phase, fine_phase])
-                decode = np.concatenate([decode, fine_decode])
             if not searched.all():
                 index[np.repeat(~searched, n)] = -1
         rows = _grid_then_sla(is_grid, phase, index, len(phases))
+        *point_terms, latency_ms, handoff_s, point_row = terms[:, rows]
+        phase, size = np.divmod(point_row.astype(int), n)
         labels = np.array([p.value for p in phases], dtype=object)
-        *point_terms, latency_ms, handoff_s = terms[:, rows]
-        point_terms = PointTerms(*point_terms)
-        phase = phase[rows]
         table = self._row_table(
-            size[rows], decode[rows], labels[phase], point_terms, latency_ms, handoff_s
+            size, is_decode[phase], labels[phase], PointTerms(*point_terms), latency_ms, handoff_s
         )
         return table, phase
 
@@ -879,9 +884,13 @@ def _block_candidates(limits: tuple[float, ...], searched: bool) -> np.ndarray:
     return tagged
 
 
+@lru_cache(maxsize=64)
 def _row_starts(first: int, count: int) -> np.ndarray:
-    """2·row·stride of rows first … first + count − 1, as a column: a row's tagged keys start."""
-    return (np.arange(first, first + count) * (2.0 * _KEY_STRIDE))[:, None]
+    """2·row·stride of rows first … first + count − 1, as a column: a row's tagged keys start.
+    Read-only (shared)."""
+    starts = (np.arange(first, first + count) * (2.0 * _KEY_STRIDE))[:, None]
+    starts.flags.writeable = False
+    return starts
 
 
 @lru_cache(maxsize=1024)
