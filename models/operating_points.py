@@ -290,7 +290,7 @@ def initial_run(
     first_fail.fill(np.inf)
     if row.size == 0:
         return index, first_fail
-    starts = np.flatnonzero(np.concatenate(([True], row[1:] != row[:-1])))
+    starts = np.concatenate(([True], row[1:] != row[:-1])).nonzero()[0]
     present = row[starts]
     first_fail[present] = np.minimum.reduceat(np.where(ok, np.inf, batch), starts)
     passing = ok & (batch < first_fail[row])
@@ -307,7 +307,7 @@ def bracket(
     Sorted by row, then batch."""
     last = batch[index] if batch.size else np.zeros(index.size)
     gap = np.where((index >= 0) & (first_fail < np.inf), first_fail - last - 1, 0.0)
-    rows = np.flatnonzero(gap > 0)
+    rows = (gap > 0).nonzero()[0]
     if rows.size == 0:
         return rows, np.zeros(0)
     inside = last[rows, None] + np.arange(1.0, gap[rows].max() + 1.0)[None, :]
@@ -737,8 +737,11 @@ class ReplicaSet:
         feasible = np.flatnonzero(best >= 1)
         return feasible, best[feasible].astype(float)
 
-    def _row_times(self, size: np.ndarray, decode: np.ndarray, batch: np.ndarray) -> PassTimes:
-        """The pass (``phase_pass``) of each (size, phase, batch), all phases at once."""
+    def _row_times(
+        self, size: np.ndarray, decode: np.ndarray | bool, batch: np.ndarray
+    ) -> PassTimes:
+        """The pass (``phase_pass``) of each (size, phase, batch), all phases at once
+        (``decode`` True: all are decode steps)."""
         hw = self.layout.take_hardware(size)
         return phase_pass(hw, self.llm, self.precision, self.workload, batch, decode, self._coef)
 
@@ -748,15 +751,19 @@ class ReplicaSet:
         return phase_coefficients(self.llm, self.precision, self.workload)
 
     def _row_latency_ms(
-        self, size: np.ndarray, decode: np.ndarray, times: PassTimes
+        self, size: np.ndarray, decode: np.ndarray | bool, times: PassTimes
     ) -> tuple[np.ndarray, np.ndarray]:
         """``_latency_ms`` of each point (TPOT for decode points, TTFT for prefill points) and
         its KV hand-off time t_h in s (``_handoff_s``; 0 for decode points).
 
         One expression for both, (t/E·f + t_h)·1e3, with decode rows f = ``tpot_factor`` and
         t_h = 0, prefill rows E = 1 (``phase_pass``) and f = ``ttft_factor``: the same
-        operations as ``_tpot_s`` and ``_ttft_s``, so the same values.
+        operations as ``_tpot_s`` and ``_ttft_s``, so the same values (adding t_h = 0 to a
+        decode row changes nothing, so ``decode`` True, all decode rows, skips it).
         """
+        if decode is True:
+            tpot_ms = times.total_s / times.tokens_per_sequence * self._tpot_factor * 1e3
+            return tpot_ms, np.zeros_like(tpot_ms)
         factor = np.where(decode, self._tpot_factor, self._ttft_factor)
         handoff_s = np.where(decode, 0.0, self._handoff_s(size, times))
         latency_ms = (times.total_s / times.tokens_per_sequence * factor + handoff_s) * 1e3
@@ -837,7 +844,7 @@ class ReplicaSet:
         """
         phases = tuple(targets)
         n = len(self)
-        is_decode = np.array([p is Phase.decode for p in phases])
+        is_decode, labels = _phase_arrays(phases)
         target = np.array([np.inf if targets[p] is None else targets[p] for p in phases])
         searched = target < np.inf
         limits = self._phase_limits(phases)
@@ -855,6 +862,8 @@ class ReplicaSet:
             if fine_row.size:
                 fine_phase, fine_size = np.divmod(fine_row, n)
                 fine_decode = is_decode[fine_phase]
+                # Brackets need a coarse step > 1, a limit > 65: decode rows, in practice all.
+                fine_decode = True if fine_decode.all() else fine_decode
                 fine = self._row_times(fine_size, fine_decode, fine_batch)
                 latency, handoff_s = self._row_latency_ms(fine_size, fine_decode, fine)
                 ok = latency <= target[fine_phase]
@@ -865,9 +874,8 @@ class ReplicaSet:
             if not searched.all():
                 index[np.repeat(~searched, n)] = -1
         rows = _grid_then_sla(is_grid, phase, index, len(phases))
-        *point_terms, latency_ms, handoff_s, point_row = terms[:, rows]
+        *point_terms, latency_ms, handoff_s, point_row = terms.take(rows, axis=1)
         phase, size = np.divmod(point_row.astype(int), n)
-        labels = np.array([p.value for p in phases], dtype=object)
         table = self._row_table(
             size, is_decode[phase], labels[phase], PointTerms(*point_terms), latency_ms, handoff_s
         )
@@ -911,6 +919,15 @@ def _row_candidates(limit: float, searched: bool) -> np.ndarray:
     return tagged
 
 
+@lru_cache(maxsize=16)
+def _phase_arrays(phases: tuple[Phase, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per phase, whether it is decode and its label (read-only, shared)."""
+    is_decode = np.array([phase is Phase.decode for phase in phases])
+    labels = np.array([phase.value for phase in phases], dtype=object)
+    is_decode.flags.writeable = labels.flags.writeable = False
+    return is_decode, labels
+
+
 def _grid_then_sla(
     is_grid: np.ndarray, phase: np.ndarray, sla: np.ndarray, n_phases: int
 ) -> np.ndarray:
@@ -918,7 +935,7 @@ def _grid_then_sla(
     its SLA points by size. ``is_grid`` marks the candidate keys (sorted, so by phase) in a
     grid, ``phase`` is each point's phase, ``sla`` per search row (phase-major) its SLA
     point's index, −1 if none."""
-    grid = np.flatnonzero(is_grid)
+    grid = is_grid.nonzero()[0]
     if n_phases == 1:
         return np.concatenate([grid, sla[sla >= 0]])
     starts = np.searchsorted(phase[grid], np.arange(n_phases + 1))
@@ -997,11 +1014,8 @@ def _nondominated(
     dominates i iff N[i, j] and not N[j, i]; i and j are duplicates iff both (the later one
     is dropped). So i is dropped iff some j has N[i, j] and (not N[j, i] or j < i).
     """
-    no_worse = (
-        (rate[None, :] >= rate[:, None])
-        & (latency[None, :] <= latency[:, None])
-        & (energy[None, :] <= energy[:, None])
-    )
+    costs = np.array([-rate, latency, energy])  # all three to minimise
+    no_worse = (costs[:, None, :] <= costs[:, :, None]).all(axis=0)
     if group is not None:
         no_worse &= group[None, :] == group[:, None]
     beaten = no_worse & (~no_worse.T | _earlier(rate.size))
