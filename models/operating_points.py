@@ -574,6 +574,12 @@ class ReplicaSet:
         )
         slope = per_token_compute - kv_time
         rising = slope > 0
+        if rising.all():  # the usual case: the same values without the masking
+            knee = self.layout.weights_s / slope
+            for _ in range(2 if self.llm.is_moe else 0):
+                weights = weight_bytes_read(self.llm, self.precision, knee)
+                knee = weights / self.hw.bandwidth_bytes_per_s / slope
+            return knee
         safe_slope = np.where(rising, slope, 1.0)
         knee = np.where(rising, self.layout.weights_s / safe_slope, np.inf)
         for _ in range(2 if self.llm.is_moe else 0):  # dense: W_read(b) = W, exact at once
