@@ -847,6 +847,13 @@ class ReplicaSet:
         pass evaluates every grid with the SLA search's first round (``coarse_candidates``;
         grid batches bracket the answer too), a second the integers inside each bracket
         (``largest_feasible``'s two rounds); the points reuse both passes' times.
+
+        Numpy calls, not arithmetic, set the cost of these small arrays, so the work is done
+        in few of them: the candidates of all phases as one sorted key array
+        (``_candidate_keys``), each pass's point terms, latency and search row as the rows of
+        one matrix (``PointTerms.stack``: joining the passes and selecting the table's points
+        are one call each), the bracket pass through the all-decode path of
+        ``_row_times`` / ``_row_latency_ms``.
         """
         phases = tuple(targets)
         n = len(self)
