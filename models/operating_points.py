@@ -247,8 +247,10 @@ def _unpack(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _distinct(keys: np.ndarray) -> np.ndarray:
-    """Sorted distinct ``keys`` (``np.unique`` without its overhead)."""
+    """Sorted distinct ``keys`` (``np.unique`` without its overhead; none stay none)."""
     keys = np.sort(keys)
+    if keys.size == 0:
+        return keys
     return keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
 
 
@@ -861,6 +863,8 @@ class ReplicaSet:
         target = np.array([np.inf if targets[p] is None else targets[p] for p in phases])
         searched = target < np.inf
         limits = self._phase_limits(phases)
+        if not (limits >= 1).any():  # not one request fits any replica (its KV cache)
+            return PointTable.concat([]), np.zeros(0, dtype=int)
         keys, is_grid = self._candidate_keys(is_decode, limits, searched)
         row, batch = _split_keys(keys)
         phase, size = np.divmod(row, n)

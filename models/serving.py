@@ -65,14 +65,28 @@ class PhaseChoice:
     reason: str | None
 
 
+def unfit_reason(replicas: ReplicaSet, replica: str, phase: Phase = Phase.decode) -> str:
+    """Why no request can be served on any ``replica`` ("prefill replica", "replica"): the
+    weights do not fit at all, or they do but one request's context (KV cache: the prompt in
+    prefill, prompt + output in decode) does not fit beside them."""
+    llm, rack, workload = replicas.llm.id, replicas.rack.id, replicas.workload
+    if len(replicas) == 0:
+        return f"{llm} does not fit a {replica} on {rack}"
+    tokens = workload.input_tokens
+    if phase is Phase.decode:
+        tokens += workload.output_tokens
+    return (
+        f"{llm} fits a {replica} on {rack}, but not one request's KV cache beside it "
+        f"({tokens:,.0f} tokens of context)"
+    )
+
+
 def best_point(replicas: ReplicaSet, phase: Phase, target_ms: float | None) -> PhaseChoice:
     """Highest tokens/s per rack of ``phase`` with latency ≤ ``target_ms`` over replica sizes."""
     label = "TPOT" if phase is Phase.decode else "TTFT"
     limits = replicas.batch_limits(phase)
     if len(replicas) == 0 or not (limits >= 1).any():
-        return PhaseChoice(
-            None, f"{replicas.llm.id} does not fit a {phase.value} replica on {replicas.rack.id}"
-        )
+        return PhaseChoice(None, unfit_reason(replicas, f"{phase.value} replica", phase))
     size, batch = replicas.best_meeting(phase, target_ms)
     if size.size == 0:
         fits = np.flatnonzero(limits >= 1)
@@ -199,9 +213,7 @@ def aggregated(replicas: ReplicaSet) -> ServingResult:
         return ServingResult(mode, None, None, f"rack {rack.id} does not serve both phases")
     limits = replicas.decode_batch_limits()
     if len(replicas) == 0 or not (limits >= 1).any():
-        return ServingResult(
-            mode, None, None, f"{replicas.llm.id} does not fit a replica on {rack.id}"
-        )
+        return ServingResult(mode, None, None, unfit_reason(replicas, "replica"))
     points = aggregated_sla_points(replicas)
     if not points:
         fits = np.flatnonzero(limits >= 1)

@@ -330,3 +330,32 @@ def test_a_broken_plugin_is_a_warning_not_a_failure(capsys):
 
     plug_in(Broken())
     assert "the commands of someone.else:register were not loaded" in capsys.readouterr().err
+
+
+def test_a_context_too_long_for_any_replica_is_a_reason_not_a_crash():
+    """GroqRack v1 at 16 bit holds Llama-3.1-70B's weights but not one 40k-token request's KV
+    cache beside them: every batch limit is 0. No points, and each mode says why."""
+    args = [
+        "rates",
+        "--rack",
+        "groqrack-v1",
+        "--llm",
+        "llama-3.1-70b",
+        "--input-tokens",
+        "40000",
+        "--output-tokens",
+        "1000",
+        "--precision",
+        "bf16",
+        "--ttft-ms",
+        "20000",
+        "--tpot-ms",
+        "50",
+        "--json",
+    ]
+    data = _json(args)
+    assert data["operating_points"] == []
+    aggregated = data["end_to_end"]["aggregated"]["reason"]
+    disaggregated = data["end_to_end"]["disaggregated"]["reason"]
+    assert "not one request's KV cache beside it (41,000 tokens of context)" in aggregated
+    assert "prefill replica" in disaggregated and "(40,000 tokens of context)" in disaggregated

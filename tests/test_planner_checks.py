@@ -413,3 +413,27 @@ def test_checker_refuses_batches_beyond_the_engine_and_memory_limits(catalog):
     corrupted = result.plan.with_extras(allocation=allocation)
     problems = [str(v) for v in verify_plan(corrupted, scenario, catalog)]
     assert any("exceeds the engine and memory limit" in p for p in problems)
+
+
+def test_a_context_no_replica_holds_is_explained_not_a_crash(catalog):
+    """GroqRack v1 holds Llama-3.1-70B's 16-bit weights but not one 40k-token request's KV
+    cache beside them: the plan is infeasible and says why (it used to raise IndexError)."""
+    cls = WorkloadClass(
+        name="research",
+        llm="llama-3.1-70b",
+        input_tokens=40_000,
+        output_tokens=1_000,
+        ttft_ms=20_000,
+        tpot_ms=50,
+        precision="bf16",
+    )
+    sc = scenario(
+        periods=periods("P1"),
+        classes=(cls,),
+        demand=(Demand(period="P1", workload_class="research", requests_per_s=1),),
+        racks=(RackOption(rack="groqrack-v1"),),
+    )
+    result = solve_checked(sc, catalog)
+    assert result.status == "infeasible"
+    text = "\n".join(result.explanation)
+    assert "not one request's KV cache beside it" in text, text
