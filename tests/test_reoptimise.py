@@ -269,3 +269,14 @@ def test_nothing_to_serve_is_optimal_not_an_infinite_gap(catalog):
     outcome = solver.solve()
     assert outcome.objective == pytest.approx(0.0, abs=1e-6)
     assert outcome.gap == 0.0 and outcome.status == "optimal"
+
+
+def test_nothing_to_serve_is_optimal_on_a_scaled_objective(catalog, agentic_scenario):
+    """agentic-shift under max_served scales the objective by its forecast (~1e13 tokens): a
+    solver-unit difference of 1e-9 is 1e4+ tokens there, still no gap when both are ~0."""
+    sc = agentic_scenario.model_copy(update={"policy": Policy(objective=Objective.max_served)})
+    solver = PlanSolver(prepare(sc, catalog), SolveOptions(time_limit_s=60, rel_gap=GAP))
+    solver.solve()
+    apply_change(solver, Baseline.of(solver), "demand_scale", 0.0)
+    outcome = solver.solve()
+    assert outcome.gap == 0.0 and outcome.status == "optimal"

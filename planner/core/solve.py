@@ -135,14 +135,18 @@ def status_text(status: str, gap: float | None) -> str:
 
 
 ABSOLUTE_GAP = 1e-6
-"""A difference between plan and bound this small, in the objective's own unit (USD, kWh or
-served tokens), is no gap: an objective of 0 (nothing to serve) has no relative gap."""
+"""A difference between plan and bound this small in *solver* units (HiGHS's own absolute gap
+tolerance; user units ÷ ``objective_scale``) is no gap: an objective of 0 (nothing to serve)
+has no relative gap."""
 
 
-def relative_gap(objective: float, bound: float) -> float:
-    """|objective − bound| / |objective|, or 0 when they differ by at most ``ABSOLUTE_GAP``."""
+def relative_gap(objective: float, bound: float, scale: float = 1.0) -> float:
+    """|objective − bound| / |objective| (user units), or 0 when they differ by at most
+    ``ABSOLUTE_GAP`` · ``scale`` (``scale``: the model's objective scale)."""
     difference = abs(objective - bound)
-    return 0.0 if difference <= ABSOLUTE_GAP else difference / max(abs(objective), 1e-9)
+    if difference <= ABSOLUTE_GAP * max(scale, 1.0):
+        return 0.0
+    return difference / max(abs(objective), 1e-9)
 
 
 @dataclass(frozen=True)
@@ -539,7 +543,7 @@ class PlanSolver:
         has_incumbent = incumbent is not None and math.isfinite(incumbent)
         gap = None
         if has_incumbent and bound is not None and math.isfinite(bound):
-            gap = relative_gap(incumbent, bound)
+            gap = relative_gap(incumbent, bound, getattr(self.model, "objective_scale", 1.0))
         status = solve_status(condition, has_incumbent, gap)
         variables, integers, constraints = self._size
         return SolveOutcome(
