@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import highspy
 import numpy as np
 
+from rackplan.planner.core.start import relative_gap
+
 FEASIBILITY_TOLERANCE = 1e-6
 """Absolute tolerance on column bounds and row activities, HiGHS's own default for MIP
 feasibility (``mip_feasibility_tolerance``)."""
@@ -91,11 +93,9 @@ def objective_value(lp: highspy.HighsLp, x: np.ndarray) -> float:
 
 
 def proven_gap(objective: float, bound: float, maximise: bool) -> float:
-    """The relative gap HiGHS reports: (objective − bound)/|objective| when minimising,
-    (bound − objective)/|objective| when maximising (never negative: a bound within rounding of
-    the objective counts as 0)."""
-    difference = bound - objective if maximise else objective - bound
-    return max(difference, 0.0) / max(abs(objective), 1e-9)
+    """The relative gap HiGHS reports (``start.relative_gap``), never negative: a bound within
+    rounding of the objective counts as 0."""
+    return max(relative_gap(objective, bound, maximise), 0.0)
 
 
 @dataclass(frozen=True)
